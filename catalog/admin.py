@@ -1,0 +1,56 @@
+"""Django admin for the catalog: staff tooling with search and filters on every list."""
+
+from django.contrib import admin
+
+from catalog.models import Category, Docid, DocidScheme, Merchant, Product
+
+
+@admin.register(Merchant)
+class MerchantAdmin(admin.ModelAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(Category)
+class CategoryAdmin(admin.ModelAdmin):
+    list_display = ["path", "name", "merchant", "depth"]
+    list_filter = ["merchant", "depth"]
+    search_fields = ["path", "name"]
+    raw_id_fields = ["parent"]
+
+
+class DocidInline(admin.StackedInline):
+    model = Docid
+    fields = ["path", "scheme", "assigned_at"]
+    readonly_fields = fields
+    can_delete = False
+    extra = 0
+
+
+@admin.register(Product)
+class ProductAdmin(admin.ModelAdmin):
+    list_display = ["sku", "title", "brand", "price", "category", "merchant", "active"]
+    list_filter = ["merchant", "active", "category__depth"]
+    search_fields = ["sku", "title", "brand"]
+    list_select_related = ["merchant", "category"]
+    raw_id_fields = ["category"]
+    readonly_fields = ["created_at", "updated_at"]
+    inlines = [DocidInline]
+
+
+@admin.register(Docid)
+class DocidAdmin(admin.ModelAdmin):
+    list_display = ["path", "product", "merchant", "assigned_at"]
+    list_filter = ["merchant"]
+    search_fields = ["path", "product__sku", "product__title"]
+    list_select_related = ["product", "merchant"]
+    readonly_fields = ["product", "merchant", "path", "scheme", "assigned_at"]
+
+
+@admin.register(DocidScheme)
+class DocidSchemeAdmin(admin.ModelAdmin):
+    list_display = ["merchant", "version", "created_at"]
+    list_filter = ["merchant"]
+    readonly_fields = ["merchant", "version", "params", "created_at"]
+    exclude = ["codebook"]

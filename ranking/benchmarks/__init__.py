@@ -1,0 +1,6 @@
+"""Benchmarks run by ``manage.py bench NAME``. Each module has ``add_arguments(parser)`` and
+``run(options, out)``; ``BENCHMARKS`` names them so other apps can add their own."""
+
+BENCHMARKS: dict[str, str] = {
+    "relevance": "ranking.benchmarks.relevance",
+}

@@ -1,0 +1,106 @@
+"""Recall paths: each proposes candidate products for a query, independently of the others.
+
+A path is anything with a ``name`` and a ``recall()`` method; pipelines combine them. The
+generative and dense paths register here when their models exist (see later issues).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ranking import inverted, spelling
+from ranking.types import Candidate
+
+
+@dataclass
+class RecallRequest:
+    query: str
+    terms: list[str]
+    limit: int
+    merchant: str | None = None
+    category: str | None = None
+
+
+@dataclass
+class RecallResult:
+    candidates: list[Candidate]
+    total: int  # matches in this path (may exceed len(candidates))
+    facets: dict[str, int] = field(default_factory=dict)
+    corrected_query: str | None = None
+
+
+class RecallPath(Protocol):
+    name: str
+
+    def recall(self, request: RecallRequest) -> RecallResult: ...
+
+
+class InvertedRecall:
+    """BM25 over the tantivy index.
+
+    When the query matches nothing in the primary field it retries on product descriptions,
+    then with spelling-corrected words, so a shopper rarely faces an empty page; each retry
+    runs only when the previous step found nothing, so it can never hurt a working query.
+    """
+
+    name = "bm25"
+
+    def __init__(self, with_facets: bool = True) -> None:
+        self.with_facets = with_facets
+
+    def recall(self, request: RecallRequest) -> RecallResult:
+        if request.merchant:
+            return self._recall_one(inverted.get_index(request.merchant), request)
+        per_merchant = [self._recall_one(ix, request) for ix in inverted.merchant_indexes()]
+        return merge_results(per_merchant, request.limit)
+
+    def _recall_one(self, index: inverted.InvertedIndex, request: RecallRequest) -> RecallResult:
+        result = self._run(index, request, request.terms, inverted.PRIMARY_FIELD)
+        if result.total == 0:
+            result = self._run(index, request, request.terms, inverted.FALLBACK_FIELD)
+        if result.total == 0:
+            corrected = spelling.correct_terms(request.terms, index.vocabulary.counts)
+            if corrected:
+                result = self._run(index, request, corrected, inverted.PRIMARY_FIELD)
+                result.corrected_query = " ".join(corrected)
+        return result
+
+    def _run(
+        self, index: inverted.InvertedIndex, request: RecallRequest, terms: list[str], field: str
+    ) -> RecallResult:
+        hits, total = index.search(
+            terms,
+            limit=request.limit,
+            merchant=request.merchant,
+            category=request.category,
+            field=field,
+        )
+        candidates = [
+            Candidate(product_id=hit.product_id, score=hit.score, path=self.name, rank=rank)
+            for rank, hit in enumerate(hits, start=1)
+        ]
+        facets = {}
+        if self.with_facets and total:
+            facets = index.category_counts(
+                terms, merchant=request.merchant, category=request.category, field=field
+            )
+        return RecallResult(candidates=candidates, total=total, facets=facets)
+
+
+def merge_results(results: list[RecallResult], limit: int) -> RecallResult:
+    """Combine one path's results from several merchants' indexes by score."""
+    candidates = sorted((c for r in results for c in r.candidates), key=lambda c: -c.score)[:limit]
+    for rank, candidate in enumerate(candidates, start=1):
+        candidate.rank = rank
+    facets: dict[str, int] = {}
+    for result in results:
+        for path, count in result.facets.items():
+            facets[path] = facets.get(path, 0) + count
+    corrections = [r.corrected_query for r in results if r.corrected_query and r.total]
+    return RecallResult(
+        candidates=candidates,
+        total=sum(r.total for r in results),
+        facets=facets,
+        corrected_query=corrections[0] if corrections else None,
+    )

@@ -1,0 +1,194 @@
+"""The search entry point: validate, recall, fuse, hydrate products, time every stage."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+
+from django.conf import settings
+
+from catalog.models import Category, Merchant, Product
+from ranking.errors import SearchQueryError
+from ranking.inverted import query_terms
+from ranking.recall import InvertedRecall, RecallPath, RecallRequest, RecallResult
+from ranking.types import Candidate, FacetCount, SearchResponse, SearchResult
+
+#: How many candidates each recall path proposes before fusion cuts to the requested page.
+RECALL_DEPTH = 200
+
+#: pipeline name → factory of its recall paths. A single-path pipeline ranks by that path's
+#: own score; later issues add "generative", "dense" and the fused "hybrid" pipeline.
+PIPELINES: dict[str, Callable[[], list[RecallPath]]] = {
+    "bm25": lambda: [InvertedRecall()],
+}
+DEFAULT_PIPELINE = "bm25"
+
+
+def available_pipelines() -> list[str]:
+    return sorted(PIPELINES)
+
+
+def search(
+    query: str,
+    *,
+    k: int = 10,
+    merchant: str | None = None,
+    category: str | None = None,
+    offset: int = 0,
+    debug: bool = False,
+    pipeline: str = "default",
+) -> SearchResponse:
+    started = time.perf_counter()
+    query = validate_query(query)
+    k, offset = validate_paging(k, offset)
+    if merchant and not Merchant.objects.filter(slug=merchant).exists():
+        raise SearchQueryError(f"unknown merchant {merchant!r}")
+    paths = resolve_pipeline(pipeline)
+
+    request = RecallRequest(
+        query=query,
+        terms=query_terms(query),
+        limit=max(RECALL_DEPTH, offset + k),
+        merchant=merchant or None,
+        category=category or None,
+    )
+    timings: dict[str, float] = {}
+    results: dict[str, RecallResult] = {}
+    for path in paths:
+        path_started = time.perf_counter()
+        results[path.name] = path.recall(request)
+        timings[path.name] = (time.perf_counter() - path_started) * 1000
+
+    ranked = fuse(results)
+    page = ranked[offset : offset + k]
+    hydrate_started = time.perf_counter()
+    hits = hydrate(page, debug=debug)
+    timings["hydrate"] = (time.perf_counter() - hydrate_started) * 1000
+
+    primary = results[paths[0].name]
+    return SearchResponse(
+        request_id=uuid.uuid4().hex,
+        query=query,
+        results=hits,
+        total=max(primary.total, len(ranked)),
+        took_ms=(time.perf_counter() - started) * 1000,
+        timings_ms=timings,
+        facets=facet_counts(primary.facets, merchant),
+        corrected_query=primary.corrected_query,
+    )
+
+
+def validate_query(query: str | None) -> str:
+    query = (query or "").strip()
+    if not query:
+        raise SearchQueryError("the query is empty: type what you are looking for")
+    limit = settings.SEARCH_MAX_QUERY_CHARS
+    if len(query) > limit:
+        raise SearchQueryError(f"the query is too long ({len(query)} characters, at most {limit})")
+    return query
+
+
+def validate_paging(k: int, offset: int) -> tuple[int, int]:
+    if not 1 <= k <= settings.SEARCH_MAX_K:
+        raise SearchQueryError(f"k must be between 1 and {settings.SEARCH_MAX_K}, got {k}")
+    if offset < 0:
+        raise SearchQueryError(f"offset must not be negative, got {offset}")
+    return k, offset
+
+
+def resolve_pipeline(name: str) -> list[RecallPath]:
+    name = DEFAULT_PIPELINE if name == "default" else name
+    factory = PIPELINES.get(name)
+    if factory is None:
+        raise SearchQueryError(
+            f"unknown pipeline {name!r}; available: {', '.join(available_pipelines())}"
+        )
+    return factory()
+
+
+def fuse(results: dict[str, RecallResult]) -> list[Candidate]:
+    """Merge the paths' candidates into one ranking.
+
+    With one path this is that path's order. With several it is reciprocal-rank fusion, the
+    fallback the multitask ranker replaces once trained; every candidate remembers which
+    paths found it.
+    """
+    if len(results) == 1:
+        return next(iter(results.values())).candidates
+    fused: dict[int, Candidate] = {}
+    found_by: dict[int, list[str]] = {}
+    for name, result in results.items():
+        for candidate in result.candidates:
+            found_by.setdefault(candidate.product_id, []).append(name)
+            score = 1.0 / (60 + candidate.rank)
+            current = fused.get(candidate.product_id)
+            if current is None:
+                fused[candidate.product_id] = Candidate(candidate.product_id, score, "fused", 0)
+            else:
+                current.score += score
+    ranked = sorted(fused.values(), key=lambda c: -c.score)
+    for rank, candidate in enumerate(ranked, start=1):
+        candidate.rank = rank
+        candidate.path = "+".join(found_by[candidate.product_id])
+    return ranked
+
+
+def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchResult]:
+    """Load the products of ``candidates`` (one query) and build results in ranked order."""
+    products = Product.objects.select_related("merchant", "category", "docid").in_bulk(
+        [c.product_id for c in candidates]
+    )
+    breadcrumbs = category_names({p.category_id for p in products.values() if p.category_id})
+    results = []
+    for candidate in candidates:
+        product = products.get(candidate.product_id)
+        if product is None or not product.active:  # deleted since it was indexed
+            continue
+        docid = getattr(product, "docid", None)
+        results.append(
+            SearchResult(
+                product_id=product.pk,
+                sku=product.sku,
+                merchant=product.merchant.slug,
+                title=product.title,
+                brand=product.brand,
+                price=product.price,
+                category_path=product.category.path if product.category else "",
+                category_name=breadcrumbs.get(product.category_id, ""),
+                docid=docid.path if docid else None,
+                score=candidate.score,
+                paths=candidate.path.split("+"),
+                image_url=product.image_url,
+                debug={"rank": candidate.rank, "score": candidate.score} if debug else None,
+            )
+        )
+    return results
+
+
+def category_names(category_ids: set[int]) -> dict[int, str]:
+    """Breadcrumb names for categories, resolving ancestors with as few queries as possible."""
+    if not category_ids:
+        return {}
+    nodes = {c.pk: c for c in Category.objects.filter(pk__in=category_ids)}
+    merchants = {c.merchant_id for c in nodes.values()}
+    by_path = {
+        (c.merchant_id, c.path): c.name for c in Category.objects.filter(merchant_id__in=merchants)
+    }
+    names = {}
+    for pk, node in nodes.items():
+        parts = node.path.split("/")
+        chain = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+        names[pk] = " > ".join(by_path.get((node.merchant_id, p), p) for p in chain)
+    return names
+
+
+def facet_counts(counts: dict[str, int], merchant: str | None) -> list[FacetCount]:
+    if not counts:
+        return []
+    categories = Category.objects.filter(path__in=list(counts))
+    if merchant:
+        categories = categories.filter(merchant__slug=merchant)
+    names = {c.path: c.full_name for c in categories.select_related("parent__parent__parent")}
+    facets = [FacetCount(path, names.get(path, path), n) for path, n in counts.items()]
+    return sorted(facets, key=lambda f: (-f.count, f.name))
