@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "catalog",
     "ranking",
+    "learners",
     "web",
 ]
 

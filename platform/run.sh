@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The run command: installs what is missing, prepares the store (schema, demo catalogs, search
+# index) and starts the platform on http://127.0.0.1:8000 until Ctrl-C.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+SETUP_FOR=run source "$ROOT/platform/setup.sh"
+
+echo "[run] database schema"
+python manage.py migrate --noinput -v 0
+python manage.py collectstatic --noinput -v 0
+echo "[run] demo catalogs (first start only)"
+python manage.py load_demo_data
+echo "[run] search index"
+python manage.py build_index --quiet
+exec python platform/supervisor.py
