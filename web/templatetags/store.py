@@ -1,0 +1,30 @@
+"""Template filters for the storefront: prices and image URLs."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def money(value) -> str:
+    """``Decimal('1299.5')`` → ``$1,299.50``; empty string when there is no price."""
+    if value is None or value == "":
+        return ""
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return ""
+    return f"${amount:,.2f}"
+
+
+@register.filter
+def image_src(value) -> str:
+    """Only http(s) and site-relative image URLs are rendered; anything else is dropped."""
+    url = str(value or "").strip()
+    if url.startswith(("https://", "http://", "/")) and not url.startswith("//"):
+        return url
+    return ""

@@ -1,0 +1,1 @@
+"""Views of the web app: ``storefront`` renders HTML pages for shoppers, ``api`` serves JSON."""
