@@ -42,6 +42,8 @@ class Category(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=200)
     path = models.CharField(max_length=1000, db_index=True)
+    #: breadcrumb, e.g. ``Cell Phones > Cases``; stored because every search result shows one
+    full_name = models.CharField(max_length=2000, blank=True, editable=False)
     depth = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
@@ -54,22 +56,16 @@ class Category(models.Model):
     def __str__(self) -> str:
         return self.full_name
 
+    def save(self, *args, **kwargs) -> None:
+        self.full_name = f"{self.parent.full_name} > {self.name}" if self.parent else self.name
+        super().save(*args, **kwargs)
+        for child in self.children.all():  # keep descendants' breadcrumbs in step on rename
+            if child.full_name != f"{self.full_name} > {child.name}":
+                child.save()
+
     @property
     def path_slugs(self) -> list[str]:
         return self.path.split(self.SEPARATOR)
-
-    @property
-    def full_name(self) -> str:
-        """Human-readable breadcrumb, e.g. ``Cell Phones > Cases``."""
-        return " > ".join(c.name for c in self.ancestors_and_self())
-
-    def ancestors_and_self(self) -> list[Category]:
-        chain: list[Category] = []
-        node: Category | None = self
-        while node is not None:
-            chain.append(node)
-            node = node.parent
-        return list(reversed(chain))
 
 
 class Product(models.Model):

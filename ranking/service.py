@@ -167,20 +167,10 @@ def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchR
 
 
 def category_names(category_ids: set[int]) -> dict[int, str]:
-    """Breadcrumb names for categories, resolving ancestors with as few queries as possible."""
+    """Breadcrumb names for categories, in one query."""
     if not category_ids:
         return {}
-    nodes = {c.pk: c for c in Category.objects.filter(pk__in=category_ids)}
-    merchants = {c.merchant_id for c in nodes.values()}
-    by_path = {
-        (c.merchant_id, c.path): c.name for c in Category.objects.filter(merchant_id__in=merchants)
-    }
-    names = {}
-    for pk, node in nodes.items():
-        parts = node.path.split("/")
-        chain = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-        names[pk] = " > ".join(by_path.get((node.merchant_id, p), p) for p in chain)
-    return names
+    return dict(Category.objects.filter(pk__in=category_ids).values_list("pk", "full_name"))
 
 
 def facet_counts(counts: dict[str, int], merchant: str | None) -> list[FacetCount]:
@@ -189,6 +179,6 @@ def facet_counts(counts: dict[str, int], merchant: str | None) -> list[FacetCoun
     categories = Category.objects.filter(path__in=list(counts))
     if merchant:
         categories = categories.filter(merchant__slug=merchant)
-    names = {c.path: c.full_name for c in categories.select_related("parent__parent__parent")}
+    names = dict(categories.values_list("path", "full_name"))
     facets = [FacetCount(path, names.get(path, path), n) for path, n in counts.items()]
     return sorted(facets, key=lambda f: (-f.count, f.name))
