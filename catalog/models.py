@@ -63,10 +63,6 @@ class Category(models.Model):
             if child.full_name != f"{self.full_name} > {child.name}":
                 child.save()
 
-    @property
-    def path_slugs(self) -> list[str]:
-        return self.path.split(self.SEPARATOR)
-
 
 class Product(models.Model):
     merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="products")
