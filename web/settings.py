@@ -97,6 +97,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # filled by collectstatic (run.sh); WhiteNoise serves it
+# also serve app static files directly, so a checkout works before collectstatic has run
+WHITENOISE_USE_FINDERS = True
 
 LOGGING = {
     "version": 1,
