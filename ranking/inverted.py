@@ -109,30 +109,42 @@ class Hit:
 
 
 class Vocabulary:
-    """Word frequencies of the indexed titles, brands and categories, for spelling correction.
-
-    Stored next to the index as JSON; small (tens of thousands of words) and loaded once.
-    """
+    """Word frequencies of one merchant's active titles, brands and categories, for spelling
+    correction. Stored next to the index as JSON; small and reloaded when another process
+    rewrote it."""
 
     FILE = "vocabulary.json"
 
-    def __init__(self, counts: Counter[str]) -> None:
+    def __init__(self, counts: Counter[str], mtime: float = 0.0) -> None:
         self.counts = counts
+        self.mtime = mtime
 
     @classmethod
     def load(cls, directory: Path) -> Vocabulary:
         path = directory / cls.FILE
         if not path.exists():
             return cls(Counter())
-        return cls(Counter(json.loads(path.read_text())))
+        return cls(Counter(json.loads(path.read_text())), path.stat().st_mtime)
+
+    @classmethod
+    def from_database(cls, merchant_slug: str) -> Vocabulary:
+        """Recount from the catalog, so words of edited or removed products disappear."""
+        rows = Product.objects.filter(merchant__slug=merchant_slug, active=True).values_list(
+            "title", "brand", "category__full_name"
+        )
+        counts: Counter[str] = Counter()
+        for fields in rows:
+            counts.update(query_terms(" ".join(f for f in fields if f)))
+        return cls(counts)
 
     def save(self, directory: Path) -> None:
-        (directory / self.FILE).write_text(json.dumps(dict(self.counts)))
+        path = directory / self.FILE
+        path.write_text(json.dumps(dict(self.counts)))
+        self.mtime = path.stat().st_mtime
 
-    def add_products(self, products: Iterable[Product]) -> None:
-        for product in products:
-            category = product.category.full_name if product.category else ""
-            self.counts.update(query_terms(f"{product.title} {product.brand} {category}"))
+    def is_stale(self, directory: Path) -> bool:
+        path = directory / self.FILE
+        return path.exists() and path.stat().st_mtime != self.mtime
 
 
 class InvertedIndex:
@@ -140,6 +152,7 @@ class InvertedIndex:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.merchant_slug = directory.name
         self.directory.mkdir(parents=True, exist_ok=True)
         self.schema = build_schema()
         self.index = tantivy.Index(self.schema, path=str(directory), reuse=True)
@@ -150,15 +163,13 @@ class InvertedIndex:
     # --- writing ---------------------------------------------------------------------------
     def rebuild(self, products: Iterable[Product]) -> int:
         """Replace the whole index content with ``products``; returns the number indexed."""
-        vocabulary = Vocabulary(Counter())
         count = 0
         with self._writer() as writer:
             writer.delete_all_documents()
             for product in products:
                 writer.add_document(product_document(product))
-                vocabulary.add_products([product])
                 count += 1
-        self.vocabulary = vocabulary
+        self.vocabulary = Vocabulary.from_database(self.merchant_slug)
         self.vocabulary.save(self.directory)
         self.refresh(force=True)
         return count
@@ -171,7 +182,7 @@ class InvertedIndex:
                 writer.delete_documents_by_term("product_id", product_id)
             for product in products:
                 writer.add_document(product_document(product))
-        self.vocabulary.add_products(products)
+        self.vocabulary = Vocabulary.from_database(self.merchant_slug)
         self.vocabulary.save(self.directory)
         self.refresh(force=True)
         return len(products)
@@ -185,6 +196,8 @@ class InvertedIndex:
         now = time.monotonic()
         if force or now - self._last_reload > RELOAD_INTERVAL_S:
             self.index.reload()
+            if self.vocabulary.is_stale(self.directory):
+                self.vocabulary = Vocabulary.load(self.directory)
             self._last_reload = now
 
     def num_docs(self) -> int:
@@ -272,7 +285,7 @@ class _WriterSession:
                 self.writer = self.index.writer(heap_size=WRITER_HEAP_BYTES, num_threads=1)
                 return self.writer
             except ValueError as error:
-                if "LockBusy" not in str(error) and "lock" not in str(error).lower():
+                if "LockBusy" not in str(error):
                     raise
                 if time.monotonic() > deadline:
                     raise TimeoutError("the search index is locked by another writer") from error
@@ -297,7 +310,7 @@ def get_index(merchant_slug: str) -> InvertedIndex:
     directory = Path(settings.SEARCH_INDEX_DIR) / merchant_slug
     with _indexes_lock:
         index = _indexes.get(directory)
-        if index is None:
+        if index is None or not (directory / "meta.json").exists():  # new, or deleted on disk
             index = _indexes[directory] = InvertedIndex(directory)
         return index
 

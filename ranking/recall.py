@@ -62,8 +62,10 @@ class InvertedRecall:
         if result.total == 0:
             corrected = spelling.correct_terms(request.terms, index.vocabulary.counts)
             if corrected:
-                result = self._run(index, request, corrected, inverted.PRIMARY_FIELD)
-                result.corrected_query = " ".join(corrected)
+                retry = self._run(index, request, corrected, inverted.PRIMARY_FIELD)
+                if retry.total:
+                    retry.corrected_query = " ".join(corrected)
+                    result = retry
         return result
 
     def _run(

@@ -52,7 +52,8 @@ class FeedRow:
     attributes: Any = None
     image_url: Any = ""
     active: Any = True
-    category_error: str | None = None  # set by readers that resolve category ids
+    #: what the reader already knows is wrong with the row (unparsable line, unknown category id)
+    error: str | None = None
 
 
 @dataclass
@@ -140,14 +141,14 @@ def _active(value: Any) -> bool:
 
 def validate(row: FeedRow) -> ValidProduct:
     """Check and normalise one row; raises ``ValueError`` with the reason to report."""
+    if row.error:
+        raise ValueError(row.error)
     sku = _text(row.sku, 64)
     if not sku:
         raise ValueError("missing sku")
     title = _text(row.title, 500)
     if not title:
         raise ValueError("missing title")
-    if row.category_error:
-        raise ValueError(row.category_error)
     attributes = row.attributes or {}
     if not isinstance(attributes, dict):
         raise ValueError("attributes must be an object of name → value")
@@ -195,19 +196,22 @@ def import_feed(
         raise ValueError("on_error must be 'skip' or 'reject'")
     report = ImportReport(source=source, merchant=merchant.name)
     resolver = CategoryResolver(merchant, create=create_categories)
-    if on_error == "reject":
+    if on_error == "skip":
         try:
-            with transaction.atomic():
-                _import_batches(merchant, rows, resolver, report, progress)
-                if report.rejected:
-                    raise _RejectFeed
-        except _RejectFeed:
-            report.aborted = True
-            report.created = report.updated = 0
-            report.product_ids = []
-            return report
-    else:
-        _import_batches(merchant, rows, resolver, report, progress)
+            _import_batches(merchant, rows, resolver, report, progress)
+        finally:  # a feed that breaks half-way still gets docids and indexing for what landed
+            _after_import(merchant, report)
+        return report
+    try:
+        with transaction.atomic():
+            _import_batches(merchant, rows, resolver, report, progress)
+            if report.rejected:
+                raise _RejectFeed
+    except _RejectFeed:
+        report.aborted = True
+        report.created = report.updated = 0
+        report.product_ids = []
+        return report
     _after_import(merchant, report)
     return report
 

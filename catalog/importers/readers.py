@@ -35,7 +35,7 @@ def _split_category(value) -> list[str]:
 
 
 def _unparsable(line: int, reason: str) -> FeedRow:
-    return FeedRow(line=line, sku="", title="", category_error=reason)
+    return FeedRow(line=line, sku="", title="", error=reason)
 
 
 # --- BestBuy (JSON array, or JSON lines with sku) ---------------------------------------------
@@ -146,7 +146,7 @@ def read_csv(path: Path) -> Iterator[FeedRow]:
                     line=line,
                     sku=record.get("sku"),
                     title=record.get("title"),
-                    category_error=str(error),
+                    error=str(error),
                 )
                 continue
             yield FeedRow(
@@ -172,6 +172,8 @@ def _csv_attributes(record: dict[str, str]) -> dict:
             attributes = json.loads(raw)
         except json.JSONDecodeError as error:
             raise ValueError(f"attributes is not valid JSON: {error.msg}") from error
+        if not isinstance(attributes, dict):
+            raise ValueError("attributes must be an object of name → value")
     for column, value in record.items():
         if column and column.startswith("attr:") and value not in (None, ""):
             attributes[column.removeprefix("attr:")] = value
@@ -206,7 +208,7 @@ def read_instacart(path: Path) -> Iterator[FeedRow]:
                 sku=record.get("product_id"),
                 title=record.get("product_name"),
                 categories=[department.title(), aisle.title()] if not error else [],
-                category_error=error,
+                error=error,
             )
 
 
@@ -216,11 +218,26 @@ def _lookup(path: Path, key: str, value: str) -> dict[str, str]:
         return {row[key].strip(): row[value].strip() for row in csv.DictReader(handle)}
 
 
+def _utf8_only(reader: Callable[[Path], Iterator[FeedRow]]):
+    """Turn a decoding failure anywhere in the file into a clear feed-level error."""
+
+    def read(path: Path) -> Iterator[FeedRow]:
+        try:
+            yield from reader(path)
+        except UnicodeDecodeError as error:
+            raise FeedError(
+                f"{path.name}: not UTF-8 text (byte {error.start}); re-save the feed as UTF-8"
+            ) from error
+
+    read.__doc__ = reader.__doc__
+    return read
+
+
 READERS: dict[str, Callable[[Path], Iterator[FeedRow]]] = {
-    "bestbuy": read_bestbuy,
-    "instacart": read_instacart,
-    "jsonl": read_jsonl,
-    "csv": read_csv,
+    "bestbuy": _utf8_only(read_bestbuy),
+    "instacart": _utf8_only(read_instacart),
+    "jsonl": _utf8_only(read_jsonl),
+    "csv": _utf8_only(read_csv),
 }
 
 

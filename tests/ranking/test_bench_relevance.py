@@ -1,0 +1,176 @@
+"""``manage.py bench relevance``: metrics against hand-computable judgments, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from ranking import search
+
+METRICS = {"ndcg@10", "mrr@10", "recall@100", "map@100"}
+
+
+@pytest.fixture
+def bench_dir(tmp_path) -> Path:
+    directory = tmp_path / "bench"
+    directory.mkdir()
+    return directory
+
+
+def write_queries(directory: Path, queries) -> Path:
+    path = directory / "queries.json"
+    path.write_text(json.dumps(queries), encoding="utf-8")
+    return path
+
+
+def write_qrels(directory: Path, lines: list[str]) -> Path:
+    path = directory / "qrels.tsv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def run_bench(queries: Path, qrels: Path, out_json: Path, *extra: str) -> tuple[dict, str]:
+    stdout = StringIO()
+    call_command(
+        "bench", "relevance", "--queries", str(queries), "--qrels", str(qrels),
+        "--pipelines", "bm25", "--json", str(out_json), *extra, stdout=stdout,
+    )  # fmt: skip
+    return json.loads(out_json.read_text(encoding="utf-8")), stdout.getvalue()
+
+
+def test_perfect_single_answer_query_scores_one(small_catalog, bench_dir):
+    # "otterbox" matches only P1 in the phone shop, and P1 is its only relevant product
+    assert [r.sku for r in search("otterbox", merchant="phone-shop").results] == ["P1"]
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "otterbox"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 2", "q1 0 P4 0"])
+    out_json = bench_dir / "out.json"
+
+    report, stdout = run_bench(queries, qrels, out_json)
+
+    assert set(report["pipelines"]) == {"bm25"}
+    assert set(report["pipelines"]["bm25"]) == METRICS
+    assert report["pipelines"]["bm25"] == pytest.approx(dict.fromkeys(METRICS, 1.0))
+    assert report["queries"] == 1
+    assert report["merchant"] == "phone-shop"  # detected from the judged skus
+    assert "merchant phone-shop" in stdout
+    assert f"wrote {out_json}" in stdout
+
+
+def test_metrics_average_over_queries(small_catalog, bench_dir):
+    # q2: P1 is the only relevant product for "iphone"; find where bm25 ranks it
+    ranking = [r.sku for r in search("iphone", merchant="phone-shop", k=100).results]
+    rank = ranking.index("P1") + 1
+    queries = write_queries(
+        bench_dir,
+        [
+            {"qid": "q1", "query": "otterbox"},
+            {"qid": "q2", "query": "iphone"},
+            {"qid": "unjudged", "query": "samsung"},
+        ],
+    )
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1", "", "q2 0 P1 1"])
+
+    report, _ = run_bench(queries, qrels, bench_dir / "out.json")
+
+    scores = report["pipelines"]["bm25"]
+    assert report["queries"] == 2  # the unjudged query is not evaluated
+    assert scores["mrr@10"] == pytest.approx((1 + 1 / rank) / 2)
+    assert scores["ndcg@10"] == pytest.approx((1 + 1 / math.log2(rank + 1)) / 2)
+    assert scores["map@100"] == pytest.approx((1 + 1 / rank) / 2)
+    assert scores["recall@100"] == pytest.approx(1.0)
+    assert all(0.0 <= value <= 1.0 for value in scores.values())
+
+
+def test_query_without_results_scores_zero(small_catalog, bench_dir):
+    queries = write_queries(
+        bench_dir, [{"qid": "q1", "query": "otterbox"}, {"qid": "q2", "query": "zzqxv"}]
+    )
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1", "q2 0 P2 1"])
+    report, _ = run_bench(queries, qrels, bench_dir / "out.json")
+    assert report["pipelines"]["bm25"] == pytest.approx(dict.fromkeys(METRICS, 0.5))
+
+
+def test_merchant_detected_from_judged_skus(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": 7, "query": "bananas"}])  # numeric qid is fine
+    qrels = write_qrels(bench_dir, ["7 0 G1 2"])
+    report, stdout = run_bench(queries, qrels, bench_dir / "out.json")
+    assert report["merchant"] == "grocer"
+    assert report["pipelines"]["bm25"]["mrr@10"] == pytest.approx(1.0)
+    assert "merchant grocer" in stdout
+
+
+def test_explicit_merchant_overrides_detection(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "apple"}])
+    qrels = write_qrels(bench_dir, ["q1 0 G2 1"])
+    report, _ = run_bench(queries, qrels, bench_dir / "out.json", "--merchant", "phone-shop")
+    assert report["merchant"] == "phone-shop"
+    assert report["pipelines"]["bm25"] == pytest.approx(dict.fromkeys(METRICS, 0.0))
+
+
+# --- errors -----------------------------------------------------------------------------------
+def test_missing_queries_file(small_catalog, bench_dir):
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1"])
+    with pytest.raises(CommandError, match="queries file not found"):
+        run_bench(bench_dir / "nope.json", qrels, bench_dir / "out.json")
+
+
+def test_missing_qrels_file(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    with pytest.raises(CommandError, match="qrels file not found"):
+        run_bench(queries, bench_dir / "nope.tsv", bench_dir / "out.json")
+
+
+@pytest.mark.parametrize("bad_line", ["q2 0 P2", "q2 0 P2 high", "q2 0 P2 1 extra"])
+def test_malformed_qrels_line(small_catalog, bench_dir, bad_line):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1", bad_line])
+    with pytest.raises(CommandError, match=r"qrels\.tsv:2: expected 'qid 0 sku gain'"):
+        run_bench(queries, qrels, bench_dir / "out.json")
+    assert not (bench_dir / "out.json").exists()
+
+
+@pytest.mark.parametrize(
+    "content", ['{"qid": "q1", "query": "iphone"}', '[{"qid": "q1"}]', '["iphone"]', "[oops"]
+)
+def test_queries_file_not_a_list_of_queries(small_catalog, bench_dir, content):
+    queries = bench_dir / "queries.json"
+    queries.write_text(content, encoding="utf-8")
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1"])
+    with pytest.raises(CommandError, match=r"queries\.json: (expected a JSON list|not valid JSON)"):
+        run_bench(queries, qrels, bench_dir / "out.json")
+
+
+def test_empty_qrels(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    qrels = write_qrels(bench_dir, [""])
+    with pytest.raises(CommandError, match="no judgments"):
+        run_bench(queries, qrels, bench_dir / "out.json")
+
+
+def test_no_judged_query(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    qrels = write_qrels(bench_dir, ["other 0 P1 1"])
+    with pytest.raises(CommandError, match="no query in the queries file has judgments"):
+        run_bench(queries, qrels, bench_dir / "out.json")
+
+
+def test_judged_skus_not_in_catalog(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    qrels = write_qrels(bench_dir, ["q1 0 NOPE 1"])
+    with pytest.raises(CommandError, match="none of the judged skus is in the catalog"):
+        run_bench(queries, qrels, bench_dir / "out.json")
+
+
+def test_unknown_pipeline(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "iphone"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 1"])
+    with pytest.raises(CommandError, match="unknown pipeline 'quantum'"):
+        call_command(
+            "bench", "relevance", "--queries", str(queries), "--qrels", str(qrels),
+            "--pipelines", "quantum", stdout=StringIO(),
+        )  # fmt: skip
