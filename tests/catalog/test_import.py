@@ -608,3 +608,21 @@ def test_import_shared_datasets_into_two_merchants():
         Category.objects.filter(merchant__slug="instacart").values_list("depth", flat=True)
     ) == {0, 1}
     assert not Category.objects.filter(merchant__slug="instacart", path__startswith="cell-phones")
+
+
+def test_rejected_first_feed_leaves_no_empty_merchant(db, tmp_path):
+    """Regression: the merchant named on the command line was created even when its feed was
+    rejected."""
+    path = tmp_path / "feed.jsonl"
+    path.write_text('{"sku": "A", "title": "Fine"}\n{"sku": "", "title": "No sku"}\n')
+    with pytest.raises(CommandError):
+        call_command(
+            "import_catalog",
+            str(path),
+            merchant="Brand New Shop",
+            fmt="jsonl",
+            on_error="reject",
+            quiet=True,
+            stdout=StringIO(),
+        )
+    assert not Merchant.objects.filter(name="Brand New Shop").exists()

@@ -66,6 +66,7 @@ class Command(BaseCommand):
                 progress=bar.update,
             )
         except FeedError as error:
+            self._forget_new_merchant(shop, created)
             raise CommandError(str(error)) from error
         finally:
             bar.close()
@@ -74,9 +75,15 @@ class Command(BaseCommand):
             write_rejections(result, report)
             self.stdout.write(f"rejected rows written to {report}")
         if result.aborted:
+            self._forget_new_merchant(shop, created)
             raise CommandError(
                 f"feed rejected: {len(result.rejected)} invalid row(s); nothing was imported"
             )
+
+    def _forget_new_merchant(self, shop: Merchant, created: bool) -> None:
+        """A rejected first feed must not leave an empty merchant behind."""
+        if created and not shop.products.exists():
+            shop.delete()
 
     def _print_report(self, result: ImportReport) -> None:
         style = self.style.WARNING if result.rejected else self.style.SUCCESS
