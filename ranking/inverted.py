@@ -19,14 +19,14 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 import tantivy
 from django.conf import settings
 
+from catalog.iterables import batched
 from catalog.models import Merchant, Product
 
 logger = logging.getLogger(__name__)
@@ -326,20 +326,6 @@ def reset_cache() -> None:
         _indexes.clear()
 
 
-T = TypeVar("T")
-
-
-def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    batch: list[T] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def rebuild_index(progress: bool = False) -> int:
     """Index every merchant's active products from the database, replacing what was there."""
     total = 0
@@ -360,6 +346,6 @@ def sync_products(merchant_id: int, product_ids: list[int]) -> int:
     """Bring a merchant's index in line with the database for ``product_ids``."""
     index = get_index(Merchant.objects.get(pk=merchant_id).slug)
     total = 0
-    for batch in _batched(product_ids, 5000):
+    for batch in batched(product_ids, 5000):
         total += index.upsert(batch)
     return total

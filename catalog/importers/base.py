@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -11,6 +11,7 @@ from typing import Any
 from django.db import transaction
 
 from catalog.categories import CategoryResolver
+from catalog.iterables import batched
 from catalog.models import Merchant, Product
 
 logger = logging.getLogger(__name__)
@@ -165,17 +166,6 @@ def validate(row: FeedRow) -> ValidProduct:
     return ValidProduct(row.line, values, sku, [c for c in (row.categories or []) if c])
 
 
-def _batches(items: Iterable[FeedRow], size: int) -> Iterator[list[FeedRow]]:
-    batch: list[FeedRow] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def import_feed(
     merchant: Merchant,
     rows: Iterable[FeedRow],
@@ -222,7 +212,7 @@ class _RejectFeed(Exception):
 
 def _import_batches(merchant, rows, resolver, report, progress) -> None:
     seen: dict[str, int] = {}
-    for batch in _batches(rows, BATCH_SIZE):
+    for batch in batched(rows, BATCH_SIZE):
         valid: list[ValidProduct] = []
         for row in batch:
             try:
