@@ -8,6 +8,7 @@ not judged count as irrelevant.
 from __future__ import annotations
 
 import json
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,8 @@ def evaluate(
 ) -> dict[str, float]:
     from ranx import Qrels, Run
     from ranx import evaluate as ranx_evaluate
+
+    warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
 
     metrics = [f"ndcg@{k}", f"mrr@{k}", "recall@100", "map@100"]
     judged = {qid: {s: g for s, g in docs.items() if g > 0} for qid, docs in qrels.items()}
