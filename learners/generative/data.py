@@ -1,0 +1,506 @@
+"""Training examples for the generative recall model: text → docid pairs built from the catalog.
+
+Two kinds of examples teach the model (DSI, arXiv 2202.06991; DSI-QG, arXiv 2206.10128):
+
+*Indexing views* (doc → docid) make it memorise every product under several surface forms:
+
+* ``title`` -- the full title, the view the memorisation check decodes;
+* ``title_brand`` -- brand + the title's main segment (no variant suffix);
+* ``category_brand`` -- leaf category name + brand;
+* ``description`` -- a chunk of the description of at most ``chunk_words`` words (≈ ≤ 64 BPE
+  tokens: DSI found longer indexing inputs hurt).
+
+*Pseudo-queries* (query → docid) are the change that matters most for retrieval (DSI-QG/NCI:
+indexing each document through 10-15 generated queries). No query log may be used, so they are
+generated from product fields by :class:`QueryGenerator`, mimicking what shoppers type:
+
+* ``brand`` -- the brand and its first one/two words (``kate spade``);
+* ``category`` -- leaf and parent category names, ``parent leaf``, without "All"/"&" noise;
+* ``brand_category`` -- brand + leaf category, brand + product type;
+* ``product_type`` -- the head noun phrase of the title before " for " (``case``,
+  ``shell case``), singular and plural;
+* ``device`` -- the compatible device after " for " (``iphone 6 plus``), alone and + product type;
+* ``model`` -- the model name: the title's main segment up to "with"/"(" etc.;
+* ``variant`` -- the colour/variant suffix (``black``), alone, with brand and with product type;
+* ``keyword`` -- salient description/title words by TF-IDF (``textured``, ``aluminum``),
+  alone, with product type and with brand;
+* ``attribute`` -- attribute values (and ``key value``) where the feed has attributes;
+* ``span`` / ``subset`` -- random contiguous 1-5-word spans and ordered word subsets of the
+  title, redrawn every epoch.
+
+Sampling is *balanced*: every epoch gives every product the same number of examples (the fixed
+views plus ``queries_per_product`` pseudo-queries drawn first uniformly over the query kinds it
+has, then uniformly within the kind), so rare products are seen as often as products with long
+texts, and kinds with many candidates (keywords) do not drown out short, high-value ones
+(brand). Epochs are generated from ``(seed, epoch)`` alone, so a resumed run sees exactly the
+examples an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+SPAN_KINDS = ("span", "subset")
+_MARKS = re.compile(r"[®™©°]")
+_SPACES = re.compile(r"\s+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'+.&-]*[a-z0-9+]|[a-z0-9]")
+_ALPHA = re.compile(r"^[a-z][a-z-]{2,}$")
+_MODEL_STOP = re.compile(r"\s(?:with|for|featuring|-|\()\s?", re.IGNORECASE)
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+STOPWORDS = _wordset(
+    """a about after all also an and any are as at be because been being best both but by can
+    could day do does each easy even every for from get gives go has have help helps here how
+    if in into is it its just keep keeps let lets like make makes more most much new no not of
+    off on one only or other our out over own per plus so some such than that the their them
+    then there these they this those through to too up use used using very via was way we well
+    what when where which while who will with without you your yours features feature design
+    designed provides provide lets allows ensure ensures offers offer enjoy great perfect ideal
+    quality included includes including compatible around against across along toward
+    towards within whether inside onto upon among"""
+)
+#: Words that qualify a product type rather than name it ("Cell Phone Unlocked").
+QUALIFIERS = _wordset("unlocked refurbished prepaid new certified pre-owned")
+
+
+def clean(text: str) -> str:
+    """Lowercase, NFKC, drop trademark marks, collapse whitespace (the query-side normal form)."""
+    # marks first: NFKC would turn "™" into the letters "TM" ("InsigniaTM")
+    text = unicodedata.normalize("NFKC", _MARKS.sub(" ", text or ""))
+    text = text.replace("&", " ")
+    return _SPACES.sub(" ", text).strip().lower()
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(clean(text))
+
+
+def singular(phrase: str) -> str:
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith("ies") and len(last) > 4:
+        last = last[:-3] + "y"
+    elif last.endswith("s") and not last.endswith("ss") and len(last) > 3:
+        last = last[:-1]
+    return f"{head} {last}".strip()
+
+
+def plural(phrase: str) -> str:
+    head, _, last = phrase.rpartition(" ")
+    if last.endswith("s") and not last.endswith("ss"):
+        return phrase
+    if last.endswith("y") and len(last) > 2 and last[-2] not in "aeiou":
+        last = last[:-1] + "ies"
+    elif last.endswith(("s", "x", "ch", "sh")):
+        last += "es"
+    elif last[-1:].isalpha():
+        last += "s"
+    return f"{head} {last}".strip()
+
+
+@dataclass(frozen=True)
+class ProductDoc:
+    """The fields of one product that training reads (decoupled from the ORM for tests)."""
+
+    product_id: int
+    docid: str
+    title: str
+    brand: str = ""
+    categories: tuple[str, ...] = ()  # names, root → leaf
+    description: str = ""
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    docid: str
+    kind: str
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    queries_per_product: int = 10
+    #: expected description chunks per product per epoch (fractional: drawn with that chance)
+    description_rate: float = 1.0
+    chunk_words: int = 40
+    keywords_per_product: int = 6
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------------
+# Loading from the catalog
+# --------------------------------------------------------------------------------------------
+
+
+def load_products(merchant_slug: str) -> list[ProductDoc]:
+    """Active products of a merchant that have a docid, ordered by id."""
+    from catalog.models import Product
+
+    rows = (
+        Product.objects.filter(merchant__slug=merchant_slug, active=True, docid__isnull=False)
+        .select_related("docid", "category")
+        .order_by("pk")
+    )
+    return [product_doc(p) for p in rows.iterator(2000)]
+
+
+def product_doc(product: Any) -> ProductDoc:
+    names = tuple(product.category.full_name.split(" > ")) if product.category else ()
+    attrs = product.attributes if isinstance(product.attributes, dict) else {}
+    return ProductDoc(
+        product_id=product.pk,
+        docid=product.docid.path,
+        title=product.title,
+        brand=product.brand or "",
+        categories=names,
+        description=product.description or "",
+        attributes=tuple((str(k), _attr_value(v)) for k, v in attrs.items()),
+    )
+
+
+def _attr_value(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def catalog_texts(products: Iterable[ProductDoc]) -> Iterable[str]:
+    """Everything the encoder will read, for fitting the tokenizer."""
+    for p in products:
+        yield p.title
+        yield p.brand
+        yield " ".join(p.categories)
+        yield p.description
+        for key, value in p.attributes:
+            yield f"{key} {value}"
+
+
+# --------------------------------------------------------------------------------------------
+# Title anatomy: "Brand - Main segment for Device - Variant"
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TitleParts:
+    main: str  # the product segment, cleaned
+    variant: str  # trailing colour/variant segment or ""
+    product_type: str  # head noun phrase before " for ", e.g. "hard shell case"
+    devices: tuple[str, ...]  # compatible devices named after " for "
+    model: str  # main segment up to "with"/"for"/"(" -- the model name of a device
+
+
+def split_title(title: str, brand: str) -> TitleParts:
+    segments = [s.strip() for s in re.split(r"\s+-\s+", title) if s.strip()]
+    if len(segments) > 1 and _same_brand(segments[0], brand):
+        segments = segments[1:]
+    main = segments[0] if segments else title
+    variant = clean(segments[-1]) if len(segments) > 1 else ""
+    product_part, _, device_part = main.partition(" for ")
+    return TitleParts(
+        main=clean(main),
+        variant=variant if len(variant.split()) <= 4 else "",
+        product_type=_product_type(product_part),
+        devices=_devices(device_part),
+        model=clean(_MODEL_STOP.split(main, maxsplit=1)[0]),
+    )
+
+
+def _same_brand(segment: str, brand: str) -> bool:
+    a, b = clean(segment), clean(brand)
+    return bool(a) and bool(b) and (a.startswith(b) or b.startswith(a))
+
+
+def _product_type(product_part: str) -> str:
+    """Trailing alphabetic words of the part before " for " (``Hard Shell Case``)."""
+    tail: list[str] = []
+    found = words(product_part)
+    while found and found[-1] in QUALIFIERS:
+        found.pop()
+    for word in reversed(found):
+        if not _ALPHA.match(word) or word in STOPWORDS:
+            break
+        tail.append(word)
+        if len(tail) == 3:
+            break
+    return " ".join(reversed(tail))
+
+
+def _devices(device_part: str) -> tuple[str, ...]:
+    """``Apple iPhone 6 Plus and 6s Plus`` → (``apple iphone 6 plus``, ``apple iphone 6s plus``)."""
+    chunks = [clean(c) for c in re.split(r",|\band\b|/|&", device_part) if c.strip()]
+    devices: list[str] = []
+    lead = ""
+    for chunk in chunks:
+        if not chunk:
+            continue
+        if chunk[0].isdigit() and lead:
+            chunk = f"{lead} {chunk}"
+        else:
+            lead = " ".join(w for w in chunk.split() if not any(ch.isdigit() for ch in w))
+            lead = " ".join(lead.split()[:2])
+        devices.append(chunk)
+    return tuple(devices[:4])
+
+
+def category_names(categories: Sequence[str]) -> list[str]:
+    """Cleaned leaf and parent names (``All Prepaid Phones`` → ``prepaid phones``)."""
+    names: list[str] = []
+    for name in categories[-2:][::-1]:
+        name = clean(name)
+        name = name[4:] if name.startswith("all ") else name
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Pseudo-query generation
+# --------------------------------------------------------------------------------------------
+
+
+class KeywordIndex:
+    """Salient words per product by TF-IDF over title + description.
+
+    A word must occur in at least two products (so it is a word shoppers could share, not a
+    part number) and in at most ``max_df`` of them (so it still discriminates).
+    """
+
+    def __init__(self, products: Sequence[ProductDoc], max_df: float = 0.05) -> None:
+        self.df: Counter[str] = Counter()
+        for p in products:
+            self.df.update(set(self._terms(p)))
+        self.n = max(len(products), 1)
+        self.max_count = max(2, int(max_df * self.n))
+
+    @staticmethod
+    def _terms(p: ProductDoc) -> list[str]:
+        return [w for w in words(f"{p.title} {p.description}") if _useful(w)]
+
+    def top(self, p: ProductDoc, k: int) -> list[str]:
+        tf = Counter(self._terms(p))
+        scored = [
+            (count * math.log(self.n / self.df[w]), w)
+            for w, count in tf.items()
+            if 2 <= self.df[w] <= self.max_count
+        ]
+        return [w for _, w in sorted(scored, reverse=True)[:k]]
+
+
+def _useful(word: str) -> bool:
+    return bool(_ALPHA.match(word)) and word not in STOPWORDS
+
+
+class QueryGenerator:
+    """Candidate pseudo-queries of one product, grouped by kind (see the module docstring)."""
+
+    def __init__(self, keywords: KeywordIndex, keywords_per_product: int = 6) -> None:
+        self.keywords = keywords
+        self.keywords_per_product = keywords_per_product
+
+    def candidates(self, p: ProductDoc) -> dict[str, list[str]]:
+        parts = split_title(p.title, p.brand)
+        brand = clean(p.brand)
+        ptype = parts.product_type
+        head = ptype.split()[-1] if ptype else ""
+        cats = category_names(p.categories)
+        kinds: dict[str, list[str]] = {
+            "brand": _brand_forms(brand),
+            "category": cats + ([f"{cats[1]} {cats[0]}"] if len(cats) > 1 else []),
+            "brand_category": [f"{brand} {c}" for c in cats[:1]]
+            + ([f"{brand} {plural(head)}"] if head else []),
+            "product_type": _type_forms(ptype),
+            "device": _device_forms(parts.devices, head),
+            "model": [parts.model] if 1 < len(parts.model.split()) <= 8 else [],
+            "variant": _variant_forms(parts.variant, brand, head),
+            "keyword": _keyword_forms(self._keywords(p, brand, ptype), brand, head),
+            "attribute": _attribute_forms(p.attributes),
+        }
+        return {k: _dedupe(v) for k, v in kinds.items() if _dedupe(v)}
+
+    def _keywords(self, p: ProductDoc, brand: str, ptype: str) -> list[str]:
+        """Top keywords that say something the brand and product type do not already say."""
+        known = set(brand.split()) | {singular(w) for w in ptype.split()}
+        top = self.keywords.top(p, self.keywords_per_product + len(known))
+        return [w for w in top if singular(w) not in known and w not in known][
+            : self.keywords_per_product
+        ]
+
+
+def _dedupe(texts: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for t in texts:
+        t = _SPACES.sub(" ", t).strip()
+        if t:
+            seen.setdefault(t, None)
+    return list(seen)
+
+
+def _brand_forms(brand: str) -> list[str]:
+    parts = brand.split()
+    return [brand, *(" ".join(parts[:n]) for n in (1, 2) if n < len(parts))] if brand else []
+
+
+def _type_forms(ptype: str) -> list[str]:
+    if not ptype:
+        return []
+    head = ptype.split()[-1]
+    tail2 = " ".join(ptype.split()[-2:])
+    return [head, plural(head), tail2, plural(tail2)]
+
+
+def _device_forms(devices: Sequence[str], head: str) -> list[str]:
+    out: list[str] = []
+    for device in devices[:3]:
+        short = " ".join(device.split()[1:]) if len(device.split()) > 2 else device
+        out += [device, short]
+        if head:
+            out += [f"{short} {plural(head)}", f"{device} {head}"]
+    return out
+
+
+def _variant_forms(variant: str, brand: str, head: str) -> list[str]:
+    if not variant:
+        return []
+    return [variant, f"{brand} {variant}", f"{variant} {head}"]
+
+
+def _keyword_forms(keywords: Sequence[str], brand: str, head: str) -> list[str]:
+    out: list[str] = []
+    for kw in keywords:
+        out += [kw, f"{kw} {plural(head)}" if head else kw, f"{brand} {kw}"]
+    return out
+
+
+def _attribute_forms(attributes: Sequence[tuple[str, str]]) -> list[str]:
+    out: list[str] = []
+    for key, value in attributes:
+        value = clean(value)
+        if value and len(value.split()) <= 5:
+            out += [value, f"{clean(key)} {value}"]
+    return out
+
+
+def title_span(title_words: Sequence[str], rng: random.Random) -> str:
+    """A random contiguous span of 1-5 words (prefers 2-3), never only stopwords."""
+    if not title_words:
+        return ""
+    for _ in range(4):
+        n = min(len(title_words), rng.choice((1, 2, 2, 3, 3, 4, 5)))
+        start = rng.randrange(len(title_words) - n + 1)
+        span = title_words[start : start + n]
+        if any(w not in STOPWORDS for w in span):
+            return " ".join(span)
+    return " ".join(title_words[:2])
+
+
+def title_subset(title_words: Sequence[str], rng: random.Random) -> str:
+    """An ordered random subset of 2-4 of the title's content words."""
+    content = [w for w in title_words if w not in STOPWORDS]
+    if len(content) < 2:
+        return " ".join(content)
+    picked = sorted(rng.sample(range(len(content)), min(len(content), rng.randint(2, 4))))
+    return " ".join(content[i] for i in picked)
+
+
+# --------------------------------------------------------------------------------------------
+# Epochs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Prepared:
+    doc: ProductDoc
+    title_words: list[str]
+    fixed: list[Example]
+    chunks: list[str]
+    queries: dict[str, list[str]] = field(default_factory=dict)
+
+
+class TrainingData:
+    """Balanced, reproducible epochs of :class:`Example` for a catalog."""
+
+    def __init__(self, products: Sequence[ProductDoc], config: DataConfig | None = None) -> None:
+        self.config = config or DataConfig()
+        generator = QueryGenerator(KeywordIndex(products), self.config.keywords_per_product)
+        self.items = [self._prepare(p, generator) for p in products]
+
+    def _prepare(self, p: ProductDoc, generator: QueryGenerator) -> _Prepared:
+        parts = split_title(p.title, p.brand)
+        brand = clean(p.brand)
+        leaf = category_names(p.categories)[:1]
+        fixed = [Example(clean(p.title), p.docid, "title")]
+        if brand and not parts.main.startswith(brand):
+            fixed.append(Example(f"{brand} {parts.main}", p.docid, "title_brand"))
+        else:
+            fixed.append(Example(parts.main, p.docid, "title_brand"))
+        if leaf or brand:
+            fixed.append(Example(" ".join([*leaf, brand]).strip(), p.docid, "category_brand"))
+        return _Prepared(
+            doc=p,
+            title_words=words(p.title),
+            fixed=fixed,
+            chunks=description_chunks(p.description, self.config.chunk_words),
+            queries=generator.candidates(p),
+        )
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def epoch(self, index: int) -> list[Example]:
+        """All examples of epoch ``index``, shuffled; a pure function of (seed, index)."""
+        rng = random.Random(f"{self.config.seed}:{index}")
+        out: list[Example] = []
+        for item in self.items:
+            out.extend(item.fixed)
+            if item.chunks and rng.random() < self.config.description_rate:
+                out.append(Example(rng.choice(item.chunks), item.doc.docid, "description"))
+            out.extend(self._queries(item, rng))
+        rng.shuffle(out)
+        return out
+
+    def _queries(self, item: _Prepared, rng: random.Random) -> list[Example]:
+        kinds = [*item.queries, *SPAN_KINDS]
+        out = []
+        for _ in range(self.config.queries_per_product):
+            kind = rng.choice(kinds)
+            if kind == "span":
+                text = title_span(item.title_words, rng)
+            elif kind == "subset":
+                text = title_subset(item.title_words, rng)
+            else:
+                text = rng.choice(item.queries[kind])
+            if text:
+                out.append(Example(text, item.doc.docid, kind))
+        return out
+
+    def title_views(self) -> list[Example]:
+        """The ``title`` view of every product (for the memorisation check)."""
+        return [item.fixed[0] for item in self.items]
+
+    def query_pool(self) -> dict[str, list[str]]:
+        """All deterministic pseudo-query candidates by docid (for inspection and replay)."""
+        return {
+            item.doc.docid: [q for texts in item.queries.values() for q in texts]
+            for item in self.items
+        }
+
+
+def description_chunks(description: str, chunk_words: int) -> list[str]:
+    """Consecutive chunks of at most ``chunk_words`` words (≈ ≤ 64 tokens each)."""
+    tokens = clean(description).split()
+    return [
+        " ".join(tokens[i : i + chunk_words])
+        for i in range(0, len(tokens), chunk_words)
+        if len(tokens[i : i + chunk_words]) >= 5
+    ]

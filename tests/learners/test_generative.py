@@ -1,0 +1,263 @@
+"""Generative recall: catalog tokenizer, training data, T5 training/resume, constrained decoding."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from safetensors.torch import load_file
+
+from catalog.docids import DocidTrie
+from learners.generative.data import (
+    DataConfig,
+    KeywordIndex,
+    ProductDoc,
+    QueryGenerator,
+    TrainingData,
+    load_products,
+    split_title,
+)
+from learners.generative.decode import CompiledTrie, GenerativeRetriever, LeanT5, beam_search
+from learners.generative.model import (
+    GenerativeModel,
+    ModelConfig,
+    build_model,
+    docid_logits,
+    load_version,
+)
+from learners.generative.tokenizer import DocidVocab, docid_token, train_tokenizer
+from learners.generative.train import CHECKPOINT_DIR, TrainConfig, train
+
+TINY = ModelConfig(
+    d_model=64, d_ff=128, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.0
+)
+BRANDS = ["OtterBox", "Speck", "Incipio", "Belkin", "Samsung"]
+ITEMS = [
+    ("Defender Series Case", "cases", "Cell Phone Cases"),
+    ("Car Charger", "chargers", "Car Chargers"),
+    ("Screen Protector", "protectors", "Screen Protectors"),
+    ("Wireless Charging Pad", "wireless", "Wireless Chargers"),
+]
+DEVICES = ["Apple® iPhone® 7", "Samsung Galaxy S8", "Google Pixel", "Apple® iPhone® 6s", "LG G6"]
+COLOURS = ["Black", "Rose Gold", "Blue", "White", "Purple"]
+
+
+def tiny_catalog() -> list[ProductDoc]:
+    """20 products, 4 categories; one category is split by learned codes like the real scheme."""
+    products = []
+    for i in range(20):
+        name, slug, category = ITEMS[i % 4]
+        brand, device, colour = BRANDS[i % 5], DEVICES[(i // 4) % 5], COLOURS[(i * 3) % 5]
+        code = f"/c{i % 2}" if slug == "cases" else ""
+        products.append(
+            ProductDoc(
+                product_id=i + 1,
+                docid=f"cell-phones/{slug}{code}/{i // 4 + 1:04d}",
+                title=f"{brand} - {name} for {device} - {colour}",
+                brand=brand,
+                categories=("Cell Phones", category),
+                description=f"Keep your {device} going with this {colour.lower()} {name.lower()} "
+                f"from {brand}, made of durable materials for everyday use.",
+            )
+        )
+    return products
+
+
+def tiny_train_config(**overrides) -> TrainConfig:
+    base = {
+        "batch_size": 32,
+        "lr": 5e-3,
+        "warmup_steps": 20,
+        "max_minutes": None,
+        "max_steps": 160,
+        "vocab_size": 400,
+        "memorisation_sample": 20,
+        "progress": False,
+    }
+    return TrainConfig(**{**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained once for the module (a few seconds)."""
+    directory = tmp_path_factory.mktemp("generative") / "v1"
+    metadata = train(
+        tiny_catalog(), directory, model_config=TINY, config=tiny_train_config(), merchant="tiny"
+    )
+    return directory, metadata
+
+
+# --------------------------------------------------------------------------------------------
+# Tokenizer and data
+# --------------------------------------------------------------------------------------------
+
+
+def test_docid_components_are_single_tokens_and_text_never_becomes_one():
+    products = tiny_catalog()
+    tok = train_tokenizer((p.title for p in products), [p.docid for p in products], 300)
+    vocab = DocidVocab.from_tokenizer(tok)
+    assert tok.token_to_id(docid_token("cell-phones")) in vocab.token_ids
+    assert {"c0", "c1", "0001", "0999", "cases"} <= set(vocab.components)
+    assert vocab.decode(vocab.encode("cell-phones/cases/c1/0002")) == "cell-phones/cases/c1/0002"
+    # a query that *spells* a code stays text, and trademark marks do not glue onto words
+    ids = tok.encode("c1 InsigniaTM Apple® iPhone®").ids
+    assert not set(ids) & set(vocab.token_ids[1:])
+    assert tok.encode("Apple® iPhone®").tokens == tok.encode("apple iphone").tokens
+
+
+def test_title_anatomy_yields_shopper_style_queries():
+    parts = split_title("OtterBox - Defender Series Case for Apple® iPhone® 7 - Black", "OtterBox")
+    assert parts.product_type == "defender series case"
+    assert parts.devices == ("apple iphone 7",)
+    assert parts.variant == "black"
+    doc = tiny_catalog()[0]
+    kinds = QueryGenerator(KeywordIndex(tiny_catalog())).candidates(doc)
+    assert kinds["brand"] == ["otterbox"]
+    assert "iphone 7 cases" in kinds["device"]
+    assert "cell phone cases" in kinds["category"]
+
+
+def test_epochs_are_balanced_and_reproducible():
+    data = TrainingData(tiny_catalog(), DataConfig(queries_per_product=7, seed=3))
+    epoch = data.epoch(0)
+    per_docid: dict[str, int] = {}
+    for example in epoch:
+        per_docid[example.docid] = per_docid.get(example.docid, 0) + 1
+    assert set(per_docid.values()) == {3 + 1 + 7}  # fixed views + description + queries
+    assert data.epoch(0) == epoch
+    assert data.epoch(1) != epoch
+
+
+@pytest.mark.django_db
+def test_load_products_reads_docids_and_category_names(small_catalog):
+    docs = load_products(small_catalog["phones"].slug)
+    assert len(docs) == 4
+    case = next(d for d in docs if "OtterBox" in d.title)
+    assert case.categories == ("Cell Phones", "Accessories", "Cases")
+    assert case.docid.startswith("cell-phones/accessories/cases/")
+
+
+# --------------------------------------------------------------------------------------------
+# Training, memorisation, version directory, resume
+# --------------------------------------------------------------------------------------------
+
+
+def test_tiny_catalog_memorises_and_retrieves_by_title(trained):
+    directory, metadata = trained
+    assert metadata["metrics"]["memorisation_exact_match"] >= 0.9
+    retriever = GenerativeRetriever.load(directory)
+    for product in tiny_catalog()[:8]:
+        hits = retriever.search(product.title, k=3)
+        assert hits[0].docid == product.docid
+        assert hits[0].score > hits[-1].score
+
+
+def test_version_directory_round_trips(trained):
+    directory, metadata = trained
+    bundle = load_version(directory)
+    assert not (directory / CHECKPOINT_DIR).exists()
+    assert bundle.metadata["parameters"] == metadata["parameters"]
+    assert sorted(bundle.docids) == sorted(p.docid for p in tiny_catalog())
+    assert bundle.metadata["training"]["step"] == 160
+    assert bundle.model.config.d_model == TINY.d_model
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
+    config = tiny_train_config(max_steps=30, checkpoint_steps=10, memorisation_sample=2)
+    kwargs = {"model_config": TINY, "config": config}
+
+    def crash(state):
+        if state.step == 25:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(tiny_catalog(), tmp_path / "resumed", callback=crash, **kwargs)
+    assert (tmp_path / "resumed" / CHECKPOINT_DIR / "state.json").exists()
+    resumed = train(tiny_catalog(), tmp_path / "resumed", **kwargs)
+    straight = train(tiny_catalog(), tmp_path / "straight", **kwargs)
+
+    assert resumed["training"]["resumed_from_step"] == 20
+    assert resumed["training"]["step"] == straight["training"]["step"] == 30
+    a = load_file(tmp_path / "resumed" / "model.safetensors")
+    b = load_file(tmp_path / "straight" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+# --------------------------------------------------------------------------------------------
+# Constrained decoding
+# --------------------------------------------------------------------------------------------
+
+
+def random_bundle(paths: list[str], seed: int = 0) -> GenerativeModel:
+    tok = train_tokenizer(["red case", "blue charger", "c1 phone"], paths, 100)
+    vocab = DocidVocab.from_tokenizer(tok)
+    model = build_model(TINY, tok.get_vocab_size(), seed=seed).eval()
+    return GenerativeModel(model, tok, vocab, paths, {})
+
+
+def test_lean_decoder_matches_the_full_t5_forward():
+    paths = ["cell-phones/cases/c0/0001", "cell-phones/cases/c1/0002", "cell-phones/chargers/0001"]
+    bundle = random_bundle(paths, seed=1)
+    lean = LeanT5(bundle.model, bundle.vocab)
+    source = torch.tensor([bundle.tokenizer.encode("red case").ids])
+    target = bundle.vocab.encode(paths[1])
+    decoder_in = torch.tensor([[0, *bundle.vocab.to_tokens(target[:-1])]])
+    with torch.inference_mode():
+        full = docid_logits(
+            bundle.model,
+            source,
+            torch.ones_like(source),
+            decoder_in,
+            torch.tensor(bundle.vocab.token_ids),
+        )[0]
+        cross = lean.encode(source)
+        logits, cache = lean.step(torch.tensor([target[:2]]), None, cross, first=True)
+        assert torch.allclose(logits[0], full[2], atol=1e-4)  # multi-token first step
+        for pos in range(2, len(target) - 1):
+            logits, cache = lean.step(torch.tensor([[target[pos]]]), cache, cross)
+            assert torch.allclose(logits[0], full[pos + 1], atol=1e-4)
+
+
+def test_exhaustive_beam_is_a_probability_distribution_over_the_trie():
+    paths = [f"a/{c}/{i:04d}" for c in ("c0", "c1") for i in range(1, 4)] + ["b/0001", "b/x/0001"]
+    bundle = random_bundle(paths, seed=2)
+    lean = LeanT5(bundle.model, bundle.vocab)
+    trie = CompiledTrie(paths, bundle.vocab)
+    hits = beam_search(lean, trie, bundle.tokenizer.encode("blue").ids, beam=len(paths))
+    assert sorted(h.docid for h in hits) == sorted(paths)  # "b/0001" also prefixes "b/x/0001"
+    assert math.isclose(sum(math.exp(h.score) for h in hits), 1.0, rel_tol=1e-4)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+component = st.sampled_from(["a", "b", "cases", "c0", "c1", "c2", "x-y"])
+docid_path = st.builds(
+    lambda parts, leaf: "/".join([*parts, f"{leaf:04d}"]),
+    st.lists(component, min_size=0, max_size=4),
+    st.integers(min_value=1, max_value=30),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    paths=st.lists(docid_path, min_size=1, max_size=25, unique=True),
+    beam=st.integers(min_value=1, max_value=12),
+    seed=st.integers(min_value=0, max_value=3),
+    query=st.text(alphabet="abcdefghij klm", max_size=20),
+)
+def test_constrained_decoding_only_yields_valid_docids(paths, beam, seed, query):
+    bundle = random_bundle(paths, seed=seed)
+    retriever = GenerativeRetriever(bundle)
+    reference = DocidTrie.from_paths(paths)
+    hits = retriever.search(query, k=beam, beam=beam)
+    assert 1 <= len(hits) <= beam
+    assert all(reference.is_docid(h.docid) for h in hits)
+    assert len({h.docid for h in hits}) == len(hits)
+    assert all(h.score <= 1e-6 for h in hits)

@@ -1,0 +1,29 @@
+"""The event store write: idempotent on event_id, with honest counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from learners.events.consumer import event_row, store_events
+from learners.events.schema import parse_event
+from learners.models import Event
+from tests.learners import factories as f
+
+pytestmark = pytest.mark.django_db
+
+
+def test_store_is_idempotent_on_event_id():
+    events = [parse_event(e) for e in f.session_events(3)]
+    assert store_events(events) == (12, 0)
+    assert store_events(events) == (0, 12)
+    assert store_events([events[0], events[0], parse_event(f.click())]) == (1, 2)
+    assert Event.objects.count() == 13
+
+
+def test_row_columns_follow_the_type():
+    purchase = event_row(parse_event(f.purchase(quantity=2, price="5.50", request_id=None)))
+    assert (purchase.sku, purchase.quantity, str(purchase.price)) == ("P1", 2, "5.50")
+    assert purchase.request_id == "" and purchase.position is None
+    impression = event_row(parse_event(f.impression()))
+    assert impression.sku == "" and impression.query == "iphone case"
+    assert impression.payload["model_version"] == "bm25"
