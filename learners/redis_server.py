@@ -4,10 +4,10 @@ of the embedded deployment, and a real Redis for the integration tests."""
 from __future__ import annotations
 
 import shutil
-import tempfile
+from functools import partial
 from pathlib import Path
 
-from learners.broker import LocalProcess, free_port, spawn, wait_until
+from learners.broker import LocalProcess, launch
 
 INSTALL_HINT = "redis-server not found: apt-get install -y redis-server"
 
@@ -20,9 +20,6 @@ class LocalRedis(LocalProcess):
     @property
     def url(self) -> str:
         return f"redis://{self.host}:{self.port}/0"
-
-    def __enter__(self) -> LocalRedis:
-        return self
 
 
 def redis_binary() -> str:
@@ -58,30 +55,29 @@ def start_local_redis(
     """Start redis-server on ``host:port`` (a free port if None) and wait for PING.
 
     ``persistent`` turns on the append-only file in ``data_dir`` so queued Celery tasks survive
-    a restart (the platform wants that; tests do not).
+    a restart (the platform wants that; tests do not, and then nothing is written to disk).
     """
-    data_dir = Path(data_dir) if data_dir else Path(tempfile.mkdtemp(prefix="redis-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    attempts = 1 if port is not None else 3
-    for attempt in range(attempts):
-        chosen = port if port is not None else free_port(host)
-        argv = [
-            redis_binary(),
-            "--port", str(chosen),
-            "--bind", host,
-            "--dir", str(data_dir),
-            "--save", "",
-            "--appendonly", "yes" if persistent else "no",
-            "--daemonize", "no",
-            "--protected-mode", "yes",
-        ]  # fmt: skip
-        process, path = spawn(argv, log_path, die_with_parent=die_with_parent)
-        server = LocalRedis(process, host, chosen, path)
-        try:
-            wait_until(lambda s=server: redis_ready(s.url), server, timeout, "redis-server")
-        except RuntimeError:
-            if attempt + 1 == attempts:
-                raise
-            continue
-        return server
-    raise AssertionError("unreachable")
+    argv_for = partial(_redis_argv, host, data_dir=data_dir, persistent=persistent)
+    return launch(
+        LocalRedis,
+        argv_for,
+        lambda server: redis_ready(server.url),
+        host=host,
+        port=port,
+        log_path=log_path,
+        timeout=timeout,
+        die_with_parent=die_with_parent,
+    )
+
+
+def _redis_argv(host: str, port: int, *, data_dir: Path | None, persistent: bool) -> list[str]:
+    if persistent and data_dir is None:
+        raise ValueError("a persistent redis-server needs a data_dir")
+    argv = [redis_binary(), "--port", str(port), "--bind", host, "--save", ""]
+    argv += ["--daemonize", "no", "--protected-mode", "yes"]
+    if persistent:
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        argv += ["--dir", str(data_dir), "--appendonly", "yes"]
+    else:
+        argv += ["--appendonly", "no"]
+    return argv

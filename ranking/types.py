@@ -31,6 +31,9 @@ class SearchResult:
     score: float
     paths: list[str]  # recall paths that proposed this product
     image_url: str = ""
+    #: False when a generative model is serving and this product was added after it was
+    #: trained ("not yet learned"); None when no generative model is active.
+    learned: bool | None = None
     debug: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -59,6 +62,9 @@ class SearchResponse:
     facets: list[FacetCount] = field(default_factory=list)
     #: set when the literal query matched nothing and a spelling-tolerant retry was used
     corrected_query: str | None = None
+    #: the learned-model version that served this response (registry name), if any; recorded
+    #: in impressions so online learning can attribute events to a model.
+    model_version: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -68,6 +74,7 @@ class SearchResponse:
             "took_ms": round(self.took_ms, 2),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "corrected_query": self.corrected_query,
+            "model_version": self.model_version,
             "facets": [asdict(f) for f in self.facets],
             "results": [r.to_json() for r in self.results],
         }

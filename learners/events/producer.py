@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from kafka import KafkaProducer
 from kafka.errors import KafkaConfigurationError, KafkaError
 
 from learners import conf
+from learners.broker import tcp_reachable
 from learners.events import topics
 from learners.events.spool import FileSpool, SpoolRecord
 
@@ -172,7 +172,7 @@ class EventProducer:
                 log.exception("event spool drain failed; will retry")
 
     def _drain(self) -> None:
-        if not _reachable(self.bootstrap):  # cheap check first: a refused connect is instant
+        if not tcp_reachable(self.bootstrap):  # cheap check first: a refused connect is instant
             return
         topics.ensure_topics(self.bootstrap, timeout_ms=2000)  # raises while the broker is down
         if not self._drain_ready() or not self._degraded:
@@ -237,18 +237,6 @@ class EventProducer:
                 self._kafka.flush(timeout=timeout)
             self._kafka.close(timeout=timeout)
         self.spool.close()
-
-
-def _reachable(bootstrap: str, timeout: float = 0.5) -> bool:
-    """Whether any bootstrap server accepts a TCP connection."""
-    for server in bootstrap.split(","):
-        host, _, port = server.strip().rpartition(":")
-        try:
-            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-                return True
-        except (OSError, ValueError):
-            continue
-    return False
 
 
 def make_kafka_producer(bootstrap: str) -> KafkaProducer:

@@ -72,7 +72,7 @@ class CompiledTrie:
         return cls(iter(trie), vocab)
 
     def _add(self, path: str) -> None:
-        if not vocab_knows(self.vocab, path):
+        if not self.vocab.knows(path):
             self.skipped += 1
             return
         node = 0
@@ -123,10 +123,6 @@ class CompiledTrie:
 
     def __len__(self) -> int:
         return sum(self.terminal)
-
-
-def vocab_knows(vocab: DocidVocab, path: str) -> bool:
-    return vocab.knows(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -341,3 +337,52 @@ class GenerativeRetriever:
         """Top-``k`` docids for ``query``; ``beam`` defaults to ``k`` (beam ≥ k needed)."""
         beam = max(beam or k, k)
         return beam_search(self.lean, self.trie, self.encode(query), beam=beam, k=k)
+
+
+# --------------------------------------------------------------------------------------------
+# Recall-path adapter (for ranking.service.PIPELINES)
+# --------------------------------------------------------------------------------------------
+
+
+class GenerativeRecall:
+    """A :class:`ranking.recall.RecallPath` over one merchant's generative model.
+
+    Serves only requests for its own merchant (a model decodes one merchant's docids). The
+    beam, not ``request.limit``, bounds the candidates: beam width is what latency pays for, and
+    the fused pipeline gets depth from the other paths. A category filter keeps docids under
+    that category path (docids start with their category path).
+    """
+
+    name = "generative"
+
+    def __init__(self, retriever: GenerativeRetriever, merchant: str, beam: int = 10) -> None:
+        self.retriever = retriever
+        self.merchant = merchant
+        self.beam = beam
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Reload docid → product id (call after imports; new docids stay undecodable)."""
+        from catalog.models import Docid
+
+        rows = Docid.objects.filter(merchant__slug=self.merchant).values_list("path", "product_id")
+        self.product_of = dict(rows)
+
+    def recall(self, request):  # -> ranking.recall.RecallResult
+        from ranking.recall import RecallResult
+        from ranking.types import Candidate
+
+        if request.merchant and request.merchant != self.merchant:
+            return RecallResult(candidates=[], total=0)
+        hits = self.retriever.search(request.query, k=self.beam, beam=self.beam)
+        prefix = f"{request.category}/" if request.category else ""
+        ids = [
+            (self.product_of[h.docid], h.score)
+            for h in hits
+            if h.docid in self.product_of and h.docid.startswith(prefix)
+        ]
+        candidates = [
+            Candidate(product_id=pid, score=score, path=self.name, rank=rank)
+            for rank, (pid, score) in enumerate(ids[: request.limit], start=1)
+        ]
+        return RecallResult(candidates=candidates, total=len(candidates))

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import statistics
 import sys
@@ -48,14 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recall-beam", type=int, default=100, help="beam for Recall@100 (0: skip)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--d-model", type=int, default=256)
-    p.add_argument("--d-ff", type=int, default=1024)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--d-model", type=int, default=128)
+    p.add_argument("--d-ff", type=int, default=512)
     p.add_argument("--layers", type=int, default=4, help="encoder layers")
     p.add_argument("--decoder-layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--queries-per-product", type=int, default=10)
-    p.add_argument("--description-rate", type=float, default=1.0)
+    p.add_argument("--queries-per-product", type=int, default=4)
+    p.add_argument(
+        "--full-targets", action="store_true", help="train leaves on ambiguous queries too"
+    )
+    p.add_argument("--description-rate", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, dest="json_out", help="write the report here")
     p.add_argument("--no-progress", action="store_true")
@@ -63,6 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def setup_django() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")
     import django
 
@@ -91,6 +96,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
     data_config = DataConfig(
         queries_per_product=args.queries_per_product,
         description_rate=args.description_rate,
+        ambiguous_prefix_only=not args.full_targets,
         seed=args.seed,
     )
     config = TrainConfig(
@@ -149,6 +155,20 @@ def run_queries(
     return run, latencies
 
 
+def judged_at(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int) -> float:
+    """Share of the top-``k`` results that were judged at all (gain 0 included).
+
+    The dev judgments were pooled from earlier systems (mostly lexical), so an unjudged result
+    counts as irrelevant even when it fits the query; a low value flags that pool bias.
+    """
+    shares = []
+    for qid, scores in run.items():
+        top = sorted(scores, key=lambda s: -scores[s])[:k]
+        if top:
+            shares.append(sum(s in qrels.get(qid, {}) for s in top) / len(top))
+    return statistics.fmean(shares) if shares else 0.0
+
+
 def evaluate(args: argparse.Namespace, retriever: Any) -> dict[str, Any]:
     from ranking.benchmarks.relevance import evaluate as ranx_evaluate
     from ranking.benchmarks.relevance import load_qrels, load_queries
@@ -163,6 +183,7 @@ def evaluate(args: argparse.Namespace, retriever: Any) -> dict[str, Any]:
         report["beams"][beam] = {
             "ndcg@10": scores["ndcg@10"],
             "mrr@10": scores["mrr@10"],
+            "judged@10": judged_at(qrels, run, 10),
             "latency_ms": percentiles(latencies),
         }
     if args.recall_beam:

@@ -12,7 +12,9 @@ from safetensors.torch import load_file
 
 from catalog.docids import DocidTrie
 from learners.generative.data import (
+    AMBIGUOUS_KINDS,
     DataConfig,
+    Example,
     KeywordIndex,
     ProductDoc,
     QueryGenerator,
@@ -20,7 +22,13 @@ from learners.generative.data import (
     load_products,
     split_title,
 )
-from learners.generative.decode import CompiledTrie, GenerativeRetriever, LeanT5, beam_search
+from learners.generative.decode import (
+    CompiledTrie,
+    GenerativeRecall,
+    GenerativeRetriever,
+    LeanT5,
+    beam_search,
+)
 from learners.generative.model import (
     GenerativeModel,
     ModelConfig,
@@ -29,7 +37,7 @@ from learners.generative.model import (
     load_version,
 )
 from learners.generative.tokenizer import DocidVocab, docid_token, train_tokenizer
-from learners.generative.train import CHECKPOINT_DIR, TrainConfig, train
+from learners.generative.train import CHECKPOINT_DIR, TrainConfig, collate, train
 
 TINY = ModelConfig(
     d_model=64, d_ff=128, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.0
@@ -69,13 +77,14 @@ def tiny_catalog() -> list[ProductDoc]:
 def tiny_train_config(**overrides) -> TrainConfig:
     base = {
         "batch_size": 32,
-        "lr": 5e-3,
-        "warmup_steps": 20,
+        "lr": 8e-3,
+        "warmup_steps": 10,
         "max_minutes": None,
-        "max_steps": 160,
+        "max_steps": 150,
         "vocab_size": 400,
         "memorisation_sample": 20,
         "progress": False,
+        "threads": 1,  # tiny tensors: a second thread only adds synchronisation
     }
     return TrainConfig(**{**base, **overrides})
 
@@ -121,7 +130,8 @@ def test_title_anatomy_yields_shopper_style_queries():
 
 
 def test_epochs_are_balanced_and_reproducible():
-    data = TrainingData(tiny_catalog(), DataConfig(queries_per_product=7, seed=3))
+    config = DataConfig(queries_per_product=7, description_rate=1.0, seed=3)
+    data = TrainingData(tiny_catalog(), config)
     epoch = data.epoch(0)
     per_docid: dict[str, int] = {}
     for example in epoch:
@@ -129,6 +139,21 @@ def test_epochs_are_balanced_and_reproducible():
     assert set(per_docid.values()) == {3 + 1 + 7}  # fixed views + description + queries
     assert data.epoch(0) == epoch
     assert data.epoch(1) != epoch
+    # group-naming queries train only the docid prefix; product-specific views train it all
+    assert all(e.prefix_only == (e.kind in AMBIGUOUS_KINDS) for e in epoch)
+
+
+def test_prefix_only_examples_do_not_train_the_leaf():
+    products = tiny_catalog()
+    bundle = random_bundle([p.docid for p in products])
+    docid = products[0].docid
+    batch = collate(
+        [Example("otterbox", docid, "brand", True), Example("x", docid, "title")], bundle
+    )
+    depth = len(docid.split("/"))
+    assert batch.labels[0, : depth - 1].ge(0).all()
+    assert batch.labels[0, depth - 1 :].eq(-100).all()
+    assert batch.labels[1, : depth + 1].ge(0).all()  # leaf and EOS trained
 
 
 @pytest.mark.django_db
@@ -161,7 +186,7 @@ def test_version_directory_round_trips(trained):
     assert not (directory / CHECKPOINT_DIR).exists()
     assert bundle.metadata["parameters"] == metadata["parameters"]
     assert sorted(bundle.docids) == sorted(p.docid for p in tiny_catalog())
-    assert bundle.metadata["training"]["step"] == 160
+    assert bundle.metadata["training"]["step"] == 150
     assert bundle.model.config.d_model == TINY.d_model
 
 
@@ -170,11 +195,11 @@ class Interrupted(Exception):
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
-    config = tiny_train_config(max_steps=30, checkpoint_steps=10, memorisation_sample=2)
+    config = tiny_train_config(max_steps=12, checkpoint_steps=4, memorisation_sample=2)
     kwargs = {"model_config": TINY, "config": config}
 
     def crash(state):
-        if state.step == 25:
+        if state.step == 10:
             raise Interrupted
 
     with pytest.raises(Interrupted):
@@ -183,12 +208,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     resumed = train(tiny_catalog(), tmp_path / "resumed", **kwargs)
     straight = train(tiny_catalog(), tmp_path / "straight", **kwargs)
 
-    assert resumed["training"]["resumed_from_step"] == 20
-    assert resumed["training"]["step"] == straight["training"]["step"] == 30
+    assert resumed["training"]["resumed_from_step"] == 8
+    assert resumed["training"]["step"] == straight["training"]["step"] == 12
     a = load_file(tmp_path / "resumed" / "model.safetensors")
     b = load_file(tmp_path / "straight" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+@pytest.mark.django_db
+def test_recall_path_maps_decoded_docids_to_the_merchants_products(small_catalog, tmp_path):
+    from catalog.models import Product
+    from ranking.recall import RecallRequest
+
+    slug = small_catalog["phones"].slug
+    train(load_products(slug), tmp_path / "v", model_config=TINY, config=tiny_train_config())
+    path = GenerativeRecall(GenerativeRetriever.load(tmp_path / "v"), slug, beam=3)
+    title = "Speck Presidio Case for Samsung Galaxy S8"
+    result = path.recall(RecallRequest(query=title, terms=[], limit=10, merchant=slug))
+    assert result.candidates[0].product_id == Product.objects.get(sku="P2").pk
+    assert [c.rank for c in result.candidates] == list(range(1, len(result.candidates) + 1))
+    assert all(c.path == "generative" for c in result.candidates)
+    other = RecallRequest(query=title, terms=[], limit=10, merchant="grocer")
+    assert path.recall(other).candidates == []
 
 
 # --------------------------------------------------------------------------------------------
