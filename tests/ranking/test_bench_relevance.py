@@ -174,3 +174,22 @@ def test_unknown_pipeline(small_catalog, bench_dir):
             "bench", "relevance", "--queries", str(queries), "--qrels", str(qrels),
             "--pipelines", "quantum", stdout=StringIO(),
         )  # fmt: skip
+
+
+def test_each_run_is_kept_in_the_history_for_the_console(small_catalog, bench_dir):
+    from ranking.benchmarks import history
+
+    assert history.latest("relevance") is None
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "otterbox"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 2"])
+    first, _ = run_bench(queries, qrels, bench_dir / "one.json")
+    qrels = write_qrels(bench_dir, ["q1 0 P2 2"])  # now the answer is wrong: scores drop
+    second, stdout = run_bench(queries, qrels, bench_dir / "two.json")
+
+    stored = history.latest("relevance")
+    assert stored["result"] == second != first
+    assert stored["options"]["pipelines"] == "bm25"
+    assert stored["options"]["qrels"] == str(qrels)
+    assert "verbosity" not in stored["options"]
+    assert len(list(history.history_dir("relevance").glob("*.json"))) == 2
+    assert "recorded in" in stdout

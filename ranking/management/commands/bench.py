@@ -1,4 +1,5 @@
-"""``manage.py bench NAME``: run a benchmark, print a table and optionally write JSON."""
+"""``manage.py bench NAME``: run a benchmark, print a table, optionally write JSON, and keep
+the result in the benchmark history (:mod:`ranking.benchmarks.history`) for the console."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import importlib
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from ranking.benchmarks import BENCHMARKS
+from ranking.benchmarks import BENCHMARKS, history
+
+#: Django's own options, not the benchmark's: left out of the stored run record.
+COMMON_OPTIONS = {"verbosity", "settings", "pythonpath", "traceback", "no_color", "force_color"}
 
 
 class Command(BaseCommand):
@@ -24,6 +28,10 @@ class Command(BaseCommand):
     def handle(self, *args, benchmark: str, **options) -> None:
         module = importlib.import_module(BENCHMARKS[benchmark])
         try:
-            module.run(options, self.stdout)
+            result = module.run(options, self.stdout)
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from error
+        if isinstance(result, dict):
+            kept = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+            path = history.record(benchmark, kept, result)
+            self.stdout.write(f"recorded in {path}\n")
