@@ -100,6 +100,13 @@ STATIC_ROOT = DATA_DIR / "static"
 STATIC_ROOT.mkdir(exist_ok=True)  # filled by collectstatic (run.sh); WhiteNoise serves it
 # also serve app static files directly, so a checkout works before collectstatic has run
 WHITENOISE_USE_FINDERS = True
+# uploaded feeds and their import reports: private files, never served under a public URL
+MEDIA_ROOT = Path(os.environ.get("SEARCH_MEDIA_DIR", DATA_DIR / "media"))
+
+# the merchant console (web/console) has its own login page
+LOGIN_URL = "console:login"
+LOGIN_REDIRECT_URL = "console:home"
+LOGOUT_REDIRECT_URL = "console:login"
 
 LOGGING = {
     "version": 1,
@@ -117,3 +124,6 @@ SEARCH_INDEX_DIR = Path(os.environ.get("SEARCH_INDEX_DIR", DATA_DIR / "index"))
 SEARCH_MAX_QUERY_CHARS = 256
 SEARCH_MAX_K = 200
 SEARCH_DEFAULT_MERCHANT = os.environ.get("SEARCH_DEFAULT_MERCHANT", "")
+# POST /api/events requests per client IP and minute (token bucket, bursts up to the same
+# amount); 0 disables the limit. Generous: one page view sends a handful of beacons.
+EVENTS_RATE_PER_MIN = int(os.environ.get("EVENTS_RATE_PER_MIN", "600"))

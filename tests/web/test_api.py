@@ -1,4 +1,5 @@
-"""The JSON search API and the health check."""
+"""The JSON search API (its impressions are tested in test_events_api.py; /healthz in
+test_health.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def test_search_json_shape(client, small_catalog):
     data = response.json()
     for key in ("request_id", "query", "results", "took_ms", "total", "facets", "corrected_query"):
         assert key in data
+    assert response["X-Session-ID"] == data["session_id"] and len(data["session_id"]) == 32
     assert data["query"] == "iphone"
     assert data["total"] == 2
     assert data["corrected_query"] is None
@@ -117,9 +119,3 @@ def test_post_is_405_json(client, small_catalog):
     response = client.post(API, {"q": "iphone"})
     assert response.status_code == 405
     assert "error" in response.json()
-
-
-def test_healthz(client):
-    response = client.get("/healthz")
-    assert response.status_code == 200
-    assert response.json() == {"status": "ok"}

@@ -1,4 +1,4 @@
-"""A real browser against the live storefront: search, paginate, filter, open a product.
+"""A real browser against the live storefront: search, paginate, filter, open a product, buy.
 
 Screenshots go to ``test-artifacts/screenshots/`` (gitignored) so that a person can look at the
 pages. Needs Debian's chromium at /usr/bin/chromium (``apt-get install -y chromium``).
@@ -15,6 +15,7 @@ from django.conf import settings
 
 from catalog.models import Merchant, Product
 from tests.conftest import make_category
+from tests.web.conftest import spooled_events
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -166,3 +167,69 @@ def test_shopper_searches_and_opens_a_product(live_server):
             assert dialogs == [], f"a script ran: {dialogs}"
         finally:
             browser.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_shopper_buys_from_search_results(live_server):
+    """Search → click a result → add to cart → check out, and the events that flow records."""
+    from playwright.sync_api import expect, sync_playwright
+
+    build_catalog()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(f"{live_server.url}/?merchant=phone-shop&q=otterbox")
+            expect(page.locator('[data-testid="cart-count"]')).to_have_text("0")
+            page.locator(".card-title a", has_text="OtterBox Defender").click()
+            page.wait_for_url("**/product/phone-shop/P1/?q=otterbox&rid=*")
+            expect(page.get_by_role("heading", level=1)).to_contain_text("OtterBox Defender")
+            page.get_by_label("Qty").fill("2")
+            page.screenshot(path=str(SCREENSHOTS / "10-product-add-to-cart.png"), full_page=True)
+
+            page.get_by_role("button", name="Add to cart").click()
+            page.wait_for_url("**/cart/")
+            expect(page.get_by_role("status")).to_contain_text("Added 2 × “OtterBox Defender")
+            expect(page.locator('[data-testid="cart-count"]')).to_have_text("2")
+            expect(page.locator('[data-testid="cart-total"]')).to_have_text("$79.98")
+
+            # a second item, straight from its product page (no search: no request id)
+            page.goto(f"{live_server.url}/product/phone-shop/P3/")
+            page.get_by_role("button", name="Add to cart").click()
+            page.wait_for_url("**/cart/")
+            lines = page.locator('[data-testid="cart-line"]')
+            expect(lines).to_have_count(2)
+            expect(page.locator('[data-testid="cart-total"]')).to_have_text("$728.98")
+            page.screenshot(path=str(SCREENSHOTS / "11-cart.png"), full_page=True)
+
+            page.get_by_role("button", name="Place order").click()
+            page.wait_for_url("**/cart/confirmation/")
+            expect(page.get_by_role("heading", level=1)).to_have_text(
+                "Thank you, your order is placed"
+            )
+            expect(page.locator('[data-testid="order-total"]')).to_have_text("$728.98")
+            expect(page.locator('[data-testid="cart-count"]')).to_have_text("0")
+            page.screenshot(path=str(SCREENSHOTS / "12-order-confirmation.png"), full_page=True)
+
+            page.set_viewport_size({"width": 390, "height": 844})
+            page.goto(f"{live_server.url}/product/phone-shop/P2/")
+            page.get_by_role("button", name="Add to cart").click()
+            page.wait_for_url("**/cart/")
+            page.screenshot(path=str(SCREENSHOTS / "13-mobile-cart.png"), full_page=True)
+        finally:
+            browser.close()
+
+    # what the live server published (into the spool: no broker in this test)
+    kinds = [(e["type"], e.get("sku"), e.get("request_id")) for e in spooled_events()]
+    impression, click, *rest = kinds
+    assert impression[0] == "impression" and click == ("click", "P1", impression[2])
+    assert rest == [
+        ("add_to_cart", "P1", impression[2]),
+        ("add_to_cart", "P3", None),
+        ("purchase", "P1", impression[2]),
+        ("purchase", "P3", None),
+        ("add_to_cart", "P2", None),
+    ]
+    assert len({e["session_id"] for e in spooled_events()}) == 1

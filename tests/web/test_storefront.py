@@ -54,7 +54,10 @@ def test_search_renders_results_for_the_chosen_merchant(client, small_catalog):
     assert "Cell Phones" in html and "Cases" in html  # category breadcrumb on cards
     assert "of <strong>2</strong> results" in html
     assert re.search(r"\(\d+ ms\)", html)
-    assert reverse("product", kwargs={"merchant_slug": "phone-shop", "sku": "P3"}) in html
+    # results link through the click recorder, which lands on the product page
+    click = re.search(r'href="(/r/[0-9a-f]{32}/\d/phone-shop/P3/\?q=iphone)"', html).group(1)
+    product_url = reverse("product", kwargs={"merchant_slug": "phone-shop", "sku": "P3"})
+    assert client.get(click)["Location"].startswith(product_url + "?q=iphone&rid=")
     # the store switcher marks the current merchant
     assert re.search(r'<option value="phone-shop" selected>Phone Shop</option>', html)
 
@@ -204,6 +207,7 @@ def test_product_page(client, small_catalog):
     assert '<th scope="row">Compatible models</th><td>iPhone 7, iPhone 8</td>' in html
     assert product.docid.path in html
     assert "Back to results" in html and "q=iphone" in html
+    assert '<button class="btn btn-primary" type="submit">Add to cart</button>' in html
 
 
 def test_product_page_404s(client, small_catalog):

@@ -1,10 +1,12 @@
-"""Template filters for the storefront: prices and image URLs."""
+"""Template filters and tags for the storefront: prices, image URLs and the cart count."""
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
 
 from django import template
+
+from web.views.cart import Cart
 
 register = template.Library()
 
@@ -28,3 +30,11 @@ def image_src(value) -> str:
     if url.startswith(("https://", "http://", "/")) and not url.startswith("//"):
         return url
     return ""
+
+
+@register.simple_tag(takes_context=True)
+def cart_count(context) -> int:
+    """Units in the shopper's cart, for the header link (0 on pages without a session)."""
+    request = context.get("request")
+    session = getattr(request, "session", None)
+    return Cart(session).count() if session is not None else 0

@@ -1,7 +1,11 @@
-"""JSON endpoints: ``GET /api/search`` and ``GET /healthz``.
+"""JSON endpoint ``GET /api/search`` (``/healthz`` is in :mod:`web.views.health`).
 
 Every error is a JSON object ``{"error": "..."}`` with a 4xx status so that API clients (the
 traffic simulator, the console) never have to parse an HTML error page.
+
+A served search records an impression (see :mod:`web.tracking`) under the session the
+client names with ``?session_id=`` (echoed in ``X-Session-ID``), so that its later clicks,
+cart adds and purchases sent to ``POST /api/events`` can be tied to what it was shown.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from django.http import HttpRequest, JsonResponse
 
 import ranking
 from catalog.models import Merchant
+from web import tracking
 
 logger = logging.getLogger(__name__)
 
@@ -27,13 +32,14 @@ class BadRequest(Exception):
         self.extra = extra
 
 
-def _error(message: str, status: int = 400, **extra) -> JsonResponse:
+def json_error(message: str, status: int = 400, **extra) -> JsonResponse:
+    """The API's error answer: ``{"error": message, ...extra}``."""
     return JsonResponse({"error": message, **extra}, status=status)
 
 
-def _method_not_allowed(request: HttpRequest) -> JsonResponse:
-    response = _error(f"method {request.method} not allowed; use GET", status=405)
-    response["Allow"] = "GET, HEAD"
+def method_not_allowed(request: HttpRequest, allowed: str = "GET") -> JsonResponse:
+    response = json_error(f"method {request.method} not allowed; use {allowed}", status=405)
+    response["Allow"] = "GET, HEAD" if allowed == "GET" else allowed
     return response
 
 
@@ -77,19 +83,31 @@ def _merchant_param(request: HttpRequest) -> str | None:
     return slug
 
 
+def _session_param(request: HttpRequest) -> str:
+    raw = request.GET.get("session_id")
+    if raw is not None and not tracking.is_identifier(raw):
+        raise BadRequest(
+            "'session_id' must be 1-128 characters of letters, digits and . _ : -, "
+            f"got {raw[:50]!r}"
+        )
+    return tracking.api_session_id(request)
+
+
 def search(request: HttpRequest) -> JsonResponse:
-    """``GET /api/search?q=&k=&merchant=&category=&page=[&debug=1]``."""
+    """``GET /api/search?q=&k=&merchant=&category=&page=[&debug=1][&session_id=][&pipeline=]``."""
     if request.method not in ("GET", "HEAD"):
-        return _method_not_allowed(request)
+        return method_not_allowed(request)
     try:
         query = _query_param(request)
         k = _int_param(request, "k", DEFAULT_K, 1, settings.SEARCH_MAX_K)
         page = _int_param(request, "page", 1, 1, None)
         merchant = _merchant_param(request)
+        session_id = _session_param(request)
     except BadRequest as exc:
-        return _error(exc.message, **exc.extra)
+        return json_error(exc.message, **exc.extra)
     category = request.GET.get("category", "").strip().strip("/") or None
     debug = request.GET.get("debug", "").strip().lower() in TRUE_VALUES
+    pipeline = request.GET.get("pipeline", "").strip() or "default"  # bm25, hybrid, ...
 
     try:
         response = ranking.search(
@@ -99,17 +117,18 @@ def search(request: HttpRequest) -> JsonResponse:
             category=category,
             offset=(page - 1) * k,
             debug=debug,
+            pipeline=pipeline,
         )
     except ranking.SearchQueryError as exc:
-        return _error(str(exc) or "invalid query")
+        return json_error(str(exc) or "invalid query")
 
     data = response.to_json()
     data["k"] = k
     data["page"] = page
+    data["session_id"] = session_id
     result = JsonResponse(data)
     result["X-Request-ID"] = response.request_id
+    result["X-Session-ID"] = session_id
+    if request.method == "GET":  # HEAD shows the shopper nothing
+        tracking.record_impressions(response, session_id, (page - 1) * k, merchant)
     return result
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})

@@ -7,6 +7,10 @@ Three modes share ``/``:
 * ``?category=path`` without a query — browse a category straight from the catalog;
 * neither — the store's landing page: top categories and popular products.
 
+A search page records an impression of the results it shows, and its result links go through
+the click-through redirect (``web.views.events.click_through``), which records the click and
+lands on the product page with ``?rid=`` so that the cart can credit the search.
+
 All product text goes through Django's auto-escaping; nothing here marks product data safe.
 """
 
@@ -26,6 +30,10 @@ from django.urls import reverse
 
 import ranking
 from catalog.models import Category, Docid, Merchant, Product
+from ranking.types import SearchResponse
+from web.tracking import is_identifier, record_impressions, tracks_session
+from web.views.cart import MAX_LINE_QUANTITY
+from web.views.events import click_url
 
 PAGE_SIZE = 20
 TOP_CATEGORIES = 12
@@ -45,6 +53,8 @@ class Card:
     image_url: str
     crumbs: list[str] = field(default_factory=list)
     sku: str = ""
+    #: the link goes through the click recorder: crawlers must not follow it (fake clicks)
+    tracked: bool = False
 
 
 @dataclass
@@ -205,12 +215,32 @@ def _in_category(path: str) -> Q:
     return Q(category__path=path) | Q(category__path__startswith=path + Category.SEPARATOR)
 
 
+def _result_cards(
+    response: SearchResponse, offset: int, merchant: Merchant, back: dict[str, Any]
+) -> list[Card]:
+    """Cards for a page of search results (all of ``merchant``), each linking through the
+    click-through redirect with its 1-based position over the whole result list."""
+    return [
+        Card(
+            title=r.title,
+            brand=r.brand,
+            price=r.price,
+            url=click_url(response.request_id, position, merchant.slug, r.sku, back),
+            image_url=r.image_url,
+            crumbs=[c for c in r.category_name.split(BREADCRUMB_SEPARATOR) if c],
+            sku=r.sku,
+            tracked=True,
+        )
+        for position, r in enumerate(response.results, start=offset + 1)
+    ]
+
+
+@tracks_session
 def search_page(request: HttpRequest) -> HttpResponse:
     merchants = list(Merchant.objects.order_by("name"))
     if not merchants:
         return render(request, "web/empty_store.html", {"merchants": []})
     merchant, unknown_merchant = _choose_merchant(request, merchants)
-    slug_of = {m.slug: m.slug for m in merchants} | {m.name: m.slug for m in merchants}
 
     query = request.GET.get("q", "").strip()
     category_path = request.GET.get("category", "").strip().strip("/")
@@ -232,30 +262,21 @@ def search_page(request: HttpRequest) -> HttpResponse:
     if query:
         context["mode"] = "search"
         back = {"q": query, "category": category_path, "page": page}
+        offset = (page - 1) * PAGE_SIZE
         try:
             response = ranking.search(
                 query,
                 k=PAGE_SIZE,
                 merchant=merchant.slug,
                 category=category_path or None,
-                offset=(page - 1) * PAGE_SIZE,
+                offset=offset,
             )
         except ranking.SearchQueryError as exc:
             context["error"] = str(exc)
             context["top_categories"] = categories.top_categories()
             return render(request, "web/search.html", context, status=400)
-        cards = [
-            Card(
-                title=r.title,
-                brand=r.brand,
-                price=r.price,
-                url=_product_url(slug_of.get(r.merchant, merchant.slug), r.sku, back),
-                image_url=r.image_url,
-                crumbs=[c for c in r.category_name.split(BREADCRUMB_SEPARATOR) if c],
-                sku=r.sku,
-            )
-            for r in response.results
-        ]
+        record_impressions(response, request.sid, offset, merchant.slug)
+        cards = _result_cards(response, offset, merchant, back)
         facets = []
         for f in response.facets:
             # Facets are leaf categories named by their full breadcrumb: show the leaf name
@@ -328,6 +349,7 @@ def _attribute_rows(attributes: Any) -> list[tuple[str, str]]:
     return rows
 
 
+@tracks_session
 def product_detail(request: HttpRequest, merchant_slug: str, sku: str) -> HttpResponse:
     try:
         product = Product.objects.select_related("merchant", "category").get(
@@ -349,6 +371,7 @@ def product_detail(request: HttpRequest, merchant_slug: str, sku: str) -> HttpRe
         docid = ""
 
     query = request.GET.get("q", "").strip()[: settings.SEARCH_MAX_QUERY_CHARS]
+    rid = request.GET.get("rid", "")
     back_params = {
         "merchant": merchant.slug,
         "q": query,
@@ -366,6 +389,9 @@ def product_detail(request: HttpRequest, merchant_slug: str, sku: str) -> HttpRe
         "attributes": _attribute_rows(product.attributes),
         "back_url": reverse("storefront") + "?" + urlencode(back_params),
         "back_label": "Back to results" if query or "category" in back_params else "Back to store",
+        "canonical_url": request.build_absolute_uri(request.path),
+        "request_id": rid if is_identifier(rid) else "",
+        "max_line_quantity": MAX_LINE_QUANTITY,
         "max_query_chars": settings.SEARCH_MAX_QUERY_CHARS,
     }
     return render(request, "web/product.html", context)
