@@ -2,7 +2,23 @@
 
 from django.contrib import admin
 
-from catalog.models import Category, Docid, DocidScheme, Merchant, Product
+from catalog.models import (
+    Category,
+    Docid,
+    DocidScheme,
+    FeedUpload,
+    Merchant,
+    MerchantMembership,
+    Product,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    """Who may use the merchant console for this merchant (staff need no membership)."""
+
+    model = MerchantMembership
+    raw_id_fields = ["user"]
+    extra = 0
 
 
 @admin.register(Merchant)
@@ -10,6 +26,7 @@ class MerchantAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
+    inlines = [MembershipInline]
 
 
 @admin.register(Category)
@@ -54,3 +71,37 @@ class DocidSchemeAdmin(admin.ModelAdmin):
     list_filter = ["merchant"]
     readonly_fields = ["merchant", "version", "params", "created_at"]
     exclude = ["codebook"]
+
+
+@admin.register(MerchantMembership)
+class MerchantMembershipAdmin(admin.ModelAdmin):
+    list_display = ["user", "merchant", "role", "created_at"]
+    list_filter = ["role", "merchant"]
+    search_fields = ["user__username", "user__email", "merchant__name"]
+    list_select_related = ["user", "merchant"]
+    raw_id_fields = ["user"]
+
+
+@admin.register(FeedUpload)
+class FeedUploadAdmin(admin.ModelAdmin):
+    list_display = ["original_name", "merchant", "format", "status", "processed_rows", "created"]
+    list_filter = ["status", "format", "merchant"]
+    search_fields = ["original_name", "merchant__name", "task_id"]
+    list_select_related = ["merchant", "user"]
+    readonly_fields = [
+        "merchant",
+        "user",
+        "file",
+        "original_name",
+        "format",
+        "on_error",
+        "status",
+        "total_rows",
+        "processed_rows",
+        "counts",
+        "report",
+        "error",
+        "task_id",
+        "created",
+        "finished",
+    ]

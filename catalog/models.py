@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils.text import slugify
 
@@ -141,3 +142,99 @@ class DocidScheme(models.Model):
 
     def __str__(self) -> str:
         return f"{self.merchant} docid scheme v{self.version}"
+
+
+class MerchantMembership(models.Model):
+    """Which console users work for which merchant, and whether they may change things.
+
+    The console scopes every query through these rows (``web.console.access``), so a user with
+    no membership sees no merchant at all; staff users see every merchant without one.
+    """
+
+    EDITOR, VIEWER = "editor", "viewer"
+    ROLE_CHOICES = [(EDITOR, "Editor (manage catalog and feeds)"), (VIEWER, "Viewer (read only)")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="memberships")
+    role = models.CharField(max_length=10, choices=ROLE_CHOICES, default=EDITOR)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["merchant", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "merchant"], name="membership_unique_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} @ {self.merchant} ({self.role})"
+
+    @property
+    def can_edit(self) -> bool:
+        return self.role == self.EDITOR
+
+
+def feed_upload_path(instance: FeedUpload, filename: str) -> str:
+    """Uploads are grouped per merchant so an operator can find (and purge) one shop's files."""
+    return f"feeds/{instance.merchant.slug}/{filename}"
+
+
+class FeedUpload(models.Model):
+    """A feed file a merchant uploaded in the console and its import, run by a Celery worker.
+
+    The worker updates ``processed_rows`` while it imports, so the console can poll it for a
+    progress bar; ``report`` is a CSV of the rejected rows (line, sku, reason) once done.
+    """
+
+    QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+    STATUS_CHOICES = [(s, s) for s in (QUEUED, RUNNING, DONE, FAILED)]
+    #: feed formats a merchant can upload as a single file (instacart needs sidecar files)
+    FORMAT_CHOICES = [
+        ("csv", "CSV (header row: sku, title, brand, category, price, …)"),
+        ("jsonl", "JSON lines (one product object per line)"),
+        ("bestbuy", "BestBuy products JSON (array or lines)"),
+    ]
+    ON_ERROR_CHOICES = [
+        ("skip", "Skip invalid rows, import the rest"),
+        ("reject", "Reject the whole feed if any row is invalid"),
+    ]
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.CASCADE, related_name="feed_uploads")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    file = models.FileField(upload_to=feed_upload_path, max_length=500)
+    original_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=10, choices=FORMAT_CHOICES)
+    on_error = models.CharField(max_length=6, choices=ON_ERROR_CHOICES, default="skip")
+    status = models.CharField(max_length=8, choices=STATUS_CHOICES, default=QUEUED)
+    total_rows = models.PositiveIntegerField(null=True, blank=True)
+    processed_rows = models.PositiveIntegerField(default=0)
+    #: {"created": n, "updated": n, "rejected": n, "aborted": bool} once the import finished
+    counts = models.JSONField(default=dict, blank=True)
+    report = models.FileField(upload_to="feed-reports/", max_length=500, blank=True)
+    error = models.TextField(blank=True, help_text="why the feed as a whole failed")
+    task_id = models.CharField(max_length=64, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["merchant", "-created"], name="feedupload_merchant")]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} → {self.merchant} ({self.status})"
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == self.DONE
+
+    @property
+    def percent(self) -> int:
+        """Progress for the bar: 100 once finished, else processed / total rows."""
+        if self.status in (self.DONE, self.FAILED):
+            return 100
+        if not self.total_rows:
+            return 0
+        return min(99, int(100 * self.processed_rows / self.total_rows))

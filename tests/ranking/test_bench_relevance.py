@@ -187,9 +187,12 @@ def test_each_run_is_kept_in_the_history_for_the_console(small_catalog, bench_di
     second, stdout = run_bench(queries, qrels, bench_dir / "two.json")
 
     stored = history.latest("relevance")
-    assert stored["result"] == second != first
+    assert second != first
+    assert stored["pipelines"] == second["pipelines"]
+    assert stored["merchant"] == "phone-shop"
+    assert stored["benchmark"] == "relevance"
     assert stored["options"]["pipelines"] == "bm25"
     assert stored["options"]["qrels"] == str(qrels)
     assert "verbosity" not in stored["options"]
-    assert len(list(history.history_dir("relevance").glob("*.json"))) == 2
+    assert len(list(history.bench_dir().glob("relevance-*.json"))) == 2
     assert "recorded in" in stdout

@@ -1,0 +1,174 @@
+"""Search quality panel: the newest benchmark results and plots, with their date and model.
+
+``manage.py bench`` records every run (:mod:`ranking.benchmarks.history`) as
+``<SEARCH_DATA_DIR>/bench/<benchmark>-<timestamp>.json``: a JSON object with ``benchmark``,
+``created`` (ISO-8601), ``options``, optional ``model_version`` and ``merchant`` (slug), and
+its results; a plot is ``<same stem>.png`` beside it (e.g. the learning curve).
+Results are rendered generically: a ``{row: {metric: number}}`` object (``pipelines``) or a
+list of ``{column: value}`` objects (a curve) becomes a table, scalars become facts. Runs for
+another merchant are not shown.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.utils.dateparse import parse_datetime
+
+from catalog.models import Merchant
+from ranking.benchmarks.history import bench_dir
+from web.console import charts
+from web.console.access import merchant_view
+from web.console.views import render_panel
+
+_STAMP = re.compile(r"-\d{8}T\d{6}\d*Z?$")
+#: Keys describing a run rather than being a result.
+META_KEYS = {"benchmark", "created", "model_version", "merchant", "options", "plot"}
+HISTORY_RUNS = 20
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[tuple[str, list[str]]]
+
+
+@dataclass
+class Run:
+    path: Path
+    benchmark: str
+    created: datetime
+    data: dict[str, Any]
+    plot: str = ""  # file name of the run's PNG, if any
+
+    @property
+    def model_version(self) -> str:
+        return str(self.data.get("model_version") or "")
+
+    @property
+    def merchant(self) -> str:
+        return str(self.data.get("merchant") or "")
+
+
+@dataclass
+class Benchmark:
+    name: str
+    runs: list[Run]  # newest first
+    tables: list[Table] = field(default_factory=list)
+    facts: list[tuple[str, str]] = field(default_factory=list)
+    history: str = ""
+
+    @property
+    def latest(self) -> Run:
+        return self.runs[0]
+
+
+def read_run(path: Path) -> Run | None:
+    """One result file, or None if it is not a JSON object (half-written, foreign file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    created = parse_datetime(str(data.get("created", ""))) if data.get("created") else None
+    if created is None:
+        created = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+    name = str(data.get("benchmark") or _STAMP.sub("", path.stem))
+    plot = path.with_suffix(".png")
+    return Run(path, name, created, data, plot.name if plot.exists() else "")
+
+
+def runs_for(merchant: Merchant) -> list[Run]:
+    """Every readable run for ``merchant`` (or for no merchant in particular), newest first."""
+    directory = bench_dir()
+    if not directory.is_dir():
+        return []
+    runs = [run for p in directory.glob("*.json") if (run := read_run(p)) is not None]
+    runs = [r for r in runs if r.merchant in ("", merchant.slug)]
+    return sorted(runs, key=lambda r: r.created, reverse=True)
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, Number):
+        return str(value)
+    return f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
+
+
+def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]:
+    """Split a result object into tables and scalar facts (see the module docstring)."""
+    tables: list[Table] = []
+    facts: list[tuple[str, str]] = []
+    for key, value in data.items():
+        if key in META_KEYS:
+            continue
+        if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
+            columns = list(dict.fromkeys(c for v in value.values() for c in v))
+            rows = [(str(r), [_number(v.get(c, "")) for c in columns]) for r, v in value.items()]
+            tables.append(Table(key, columns, rows))
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            columns = list(dict.fromkeys(c for v in value for c in v))
+            rows = [("", [_number(v.get(c, "")) for c in columns]) for v in value]
+            tables.append(Table(key, columns, rows))
+        elif isinstance(value, str | Number):
+            facts.append((key, _number(value)))
+    return tables, facts
+
+
+def history_chart(runs: list[Run]) -> str:
+    """The first metric of each ``pipelines`` row across the runs, oldest to newest."""
+    runs = [r for r in reversed(runs[:HISTORY_RUNS]) if isinstance(r.data.get("pipelines"), dict)]
+    if len(runs) < 2:
+        return ""
+    first = next(iter(runs[-1].data["pipelines"].values()), {})
+    metric = next(iter(first), None)
+    if metric is None:
+        return ""
+    names = list(dict.fromkeys(p for r in runs for p in r.data["pipelines"]))
+    series = [
+        charts.Series(
+            f"{name} {metric}",
+            [r.data["pipelines"].get(name, {}).get(metric) for r in runs],
+        )
+        for name in names
+    ]
+    labels = [r.created.strftime("%b %d %H:%M") for r in runs]
+    return charts.chart(labels, series, fmt=lambda v: f"{v:.3g}", title=f"{metric} over runs")
+
+
+def benchmarks(merchant: Merchant) -> list[Benchmark]:
+    grouped: dict[str, list[Run]] = {}
+    for run in runs_for(merchant):
+        grouped.setdefault(run.benchmark, []).append(run)
+    out = []
+    for name, runs in grouped.items():
+        tables, facts = tables_of(runs[0].data)
+        out.append(Benchmark(name, runs, tables, facts, history_chart(runs)))
+    return out
+
+
+@merchant_view()
+def quality(request: HttpRequest, merchant: Merchant) -> HttpResponse:
+    return render_panel(
+        request,
+        "quality.html",
+        "quality",
+        {"benchmarks": benchmarks(merchant), "bench_dir": bench_dir()},
+    )
+
+
+@merchant_view()
+def plot(request: HttpRequest, merchant: Merchant, name: str) -> FileResponse:
+    """A run's PNG, only if it belongs to a run this merchant may see."""
+    visible = {run.plot for run in runs_for(merchant) if run.plot}
+    if name not in visible:
+        raise Http404("no such plot")
+    return FileResponse((bench_dir() / name).open("rb"), content_type="image/png")
