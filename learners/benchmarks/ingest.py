@@ -53,7 +53,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--events", type=int, default=20_000, help="events to send (20000)")
     parser.add_argument("--batch", type=int, default=500, help="events per POST (500)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent HTTP clients (4)")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
+    workers = int(os.environ.get("SEARCH_WEB_WORKERS", "3"))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=workers,
+        help=f"gunicorn workers (default SEARCH_WEB_WORKERS, as the platform runs: {workers})",
+    )
     parser.add_argument(
         "--consumers", type=int, default=1, help="consume_events processes sharing the partitions"
     )

@@ -25,8 +25,7 @@ from learners.events.schema import (
     MAX_BATCH_EVENTS,
     AnyEvent,
     EventValidationError,
-    encode,
-    parse_event,
+    parse_and_encode,
     with_defaults,
 )
 from learners.events.spool import SpoolRecord
@@ -76,17 +75,20 @@ def publish(events: Sequence[Mapping[str, Any]], *, fill_defaults: bool = True) 
     if len(events) > MAX_BATCH_EVENTS:
         raise ValueError(f"{len(events)} events in one batch; at most {MAX_BATCH_EVENTS}")
     valid: list[tuple[int, AnyEvent]] = []
+    records: list[SpoolRecord] = []
     errors: list[EventError] = []
     letters: list[SpoolRecord] = []
+    topic = conf.events_topic()
     for index, raw in enumerate(events):
         data = with_defaults(raw) if fill_defaults and isinstance(raw, Mapping) else raw
         try:
-            valid.append((index, parse_event(data)))
+            event, wire = parse_and_encode(data)
         except EventValidationError as exc:
             errors.append(EventError(index, _event_id(data), tuple(exc.errors)))
             letters.append(dead_letter(data, exc.errors, source="publish"))
-    topic = conf.events_topic()
-    records = [SpoolRecord(topic, e.session_id, encode(e).decode()) for _, e in valid]
+            continue
+        valid.append((index, event))
+        records.append(SpoolRecord(topic, event.session_id, wire.decode()))
     result = get_producer().send(records + letters)
     failed = [i for i in result.failed if i < len(records)]
     errors.extend(_spool_full(valid[i]) for i in failed)

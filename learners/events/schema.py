@@ -162,16 +162,27 @@ def parse_event(data: Mapping[str, Any] | bytes | str) -> AnyEvent:
             return _ADAPTER.validate_json(data)
         except ValidationError as exc:
             raise EventValidationError(_format(exc)) from None
+    return parse_and_encode(data)[0]
+
+
+def parse_and_encode(data: object) -> tuple[AnyEvent, bytes]:
+    """:func:`parse_event`, also returning the event's wire form.
+
+    For a mapping the size bound is checked on the wire form anyway, so a caller that sends
+    the event (``publish``) takes it from here instead of encoding a second time."""
+    if isinstance(data, bytes | str):
+        event = parse_event(data)
+        return event, encode(event)
     if not isinstance(data, Mapping):
         raise EventValidationError([f"event: expected an object, got {type(data).__name__}"])
     try:
         event = _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise EventValidationError(_format(exc)) from None
-    size = len(encode(event))
-    if size > MAX_EVENT_BYTES:
-        raise EventValidationError([f"event: {size} bytes exceeds {MAX_EVENT_BYTES}"])
-    return event
+    wire = encode(event)
+    if len(wire) > MAX_EVENT_BYTES:
+        raise EventValidationError([f"event: {len(wire)} bytes exceeds {MAX_EVENT_BYTES}"])
+    return event, wire
 
 
 def encode(event: AnyEvent) -> bytes:

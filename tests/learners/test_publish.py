@@ -5,9 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from kafka.cluster import ClusterMetadata
+from kafka.partitioner.default import DefaultPartitioner
 
 from learners.broker import free_port
 from learners.events import publish, spool_size
+from learners.events.producer import KeyHashPartitioner
 from learners.events.schema import MAX_BATCH_EVENTS
 from tests.learners import factories as f
 
@@ -56,3 +59,17 @@ def test_defaults_are_filled_but_can_be_required(no_broker):
 def test_batch_limit():
     with pytest.raises(ValueError, match="at most"):
         publish([f.click()] * (MAX_BATCH_EVENTS + 1))
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 7])
+def test_key_hash_partitioner_matches_kafka_default(partitions):
+    """Sessions must map to the partitions every other Kafka client picks (murmur2)."""
+    cluster = ClusterMetadata()
+    cluster.partitions_for_topic = lambda topic: set(range(partitions))
+    cluster.topics = lambda: {"events"}
+    cluster.available_partitions_for_topic = lambda topic: set(range(partitions))
+    cached, default = KeyHashPartitioner(cache_size=8), DefaultPartitioner()
+    keys = [f"session-{i}".encode() for i in range(50)] * 2  # the second round hits the cache
+    picks = [cached.partition("events", k, k, None, None, cluster) for k in keys]
+    assert picks == [default.partition("events", k, k, None, None, cluster) for k in keys]
+    assert len(set(picks)) == partitions

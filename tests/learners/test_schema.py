@@ -18,6 +18,7 @@ from learners.events.schema import (
     Impression,
     Purchase,
     encode,
+    parse_and_encode,
     parse_event,
     with_defaults,
 )
@@ -58,6 +59,19 @@ def test_round_trip_through_the_wire_format():
 def test_json_text_and_bytes_are_accepted():
     text = json.dumps(f.click())
     assert parse_event(text) == parse_event(text.encode())
+
+
+@pytest.mark.parametrize("data", [f.impression(), json.dumps(f.purchase())])
+def test_parse_and_encode_returns_the_wire_form(data):
+    event, wire = parse_and_encode(data)
+    assert event == parse_event(data)
+    assert wire == encode(event)
+
+
+def test_parse_and_encode_bounds_the_wire_size():
+    skus = tuple("€" * 60 + str(i) for i in range(MAX_SHOWN_ITEMS))  # 3 bytes per €
+    with pytest.raises(EventValidationError, match=f"exceeds {MAX_EVENT_BYTES}"):
+        parse_and_encode(f.impression(skus=skus))
 
 
 @pytest.mark.parametrize(

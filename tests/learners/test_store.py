@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 
 from learners.events.consumer import event_row, store_events
@@ -27,3 +29,31 @@ def test_row_columns_follow_the_type():
     impression = event_row(parse_event(f.impression()))
     assert impression.sku == "" and impression.query == "iphone case"
     assert impression.payload["model_version"] == "bm25"
+
+
+def test_stored_row_holds_the_validated_event():
+    """The fast INSERT adapts values itself; reading the row back through the ORM must give
+    what the event said, with the complete event as payload."""
+    purchase = parse_event(f.purchase(quantity=3, price="12.50", request_id=None))
+    impression = parse_event(f.impression(query="  usb cable "))
+    assert store_events([purchase, impression]) == (2, 0)
+    row = Event.objects.get(event_id=purchase.event_id)
+    assert (row.type, row.merchant, row.session_id, row.ts) == (
+        "purchase",
+        purchase.merchant,
+        purchase.session_id,
+        purchase.ts,
+    )
+    assert (row.quantity, row.price, row.request_id, row.position) == (
+        3,
+        Decimal("12.50"),
+        "",
+        None,
+    )
+    assert row.payload == purchase.model_dump(mode="json")
+    assert row.received_at is not None
+    shown = Event.objects.get(event_id=impression.event_id)
+    assert (shown.query, shown.sku, shown.request_id) == ("usb cable", "", "req-1")
+    assert shown.payload["items"] == [
+        {"sku": s, "position": n} for n, s in enumerate(["P1", "P2", "P3"], 1)
+    ]
