@@ -14,6 +14,8 @@ data needs a field the columns do not carry.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db import models
 
 EVENT_TYPE_CHOICES = [
@@ -100,3 +102,75 @@ class HourlyAggregate(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H}h {self.merchant} {self.level} {self.query!r} {self.sku}"
+
+
+MODEL_KIND_CHOICES = [
+    ("base", "base model"),
+    ("adapter", "adapter"),
+    ("ranker", "ranker"),
+    ("encoder", "encoder"),
+]
+MODEL_STATUS_CHOICES = [
+    ("candidate", "candidate"),
+    ("active", "active"),
+    ("retired", "retired"),
+    ("rejected", "rejected"),
+]
+
+
+class ModelVersion(models.Model):
+    """One trained model in the registry (see ``learners.registry`` for the life cycle).
+
+    Serving reads the ``active`` version of a ``(kind, merchant)``; at most one can be active,
+    enforced by the database with two partial unique indexes (one for per-merchant models, one
+    for global ones, because SQL treats NULL merchants as distinct in a plain unique index).
+    ``path`` is the version directory, stored relative to the models directory when it lies
+    under it, so a moved data directory does not orphan the registry.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=16, choices=MODEL_KIND_CHOICES)
+    merchant = models.ForeignKey(
+        "catalog.Merchant",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="model_versions",
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    path = models.CharField(max_length=1000)
+    status = models.CharField(max_length=16, choices=MODEL_STATUS_CHOICES, default="candidate")
+    metrics = models.JSONField(default=dict, blank=True)
+    decision = models.JSONField(default=dict, blank=True, help_text="gate result / notes")
+    created = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["kind", "merchant"],
+                condition=models.Q(status="active", merchant__isnull=False),
+                name="model_one_active_per_merchant",
+            ),
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=models.Q(status="active", merchant__isnull=True),
+                name="model_one_active_global",
+            ),
+        ]
+        indexes = [models.Index(fields=["kind", "merchant", "status"], name="model_kind_status")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind}, {self.status})"
+
+    @property
+    def directory(self) -> Path:
+        """The version directory as an absolute path."""
+        from learners.registry import models_dir
+
+        path = Path(self.path)
+        return path if path.is_absolute() else models_dir() / path

@@ -13,4 +13,5 @@ echo "[run] demo catalogs (first start only)"
 python manage.py load_demo_data
 echo "[run] search index"
 python manage.py build_index --quiet
+python manage.py train_base_model --if-missing --max-minutes "${GENERATIVE_TRAIN_MINUTES:-5}"
 exec python platform/supervisor.py

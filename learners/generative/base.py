@@ -22,6 +22,7 @@ from typing import Any
 from catalog.models import Merchant
 from learners import conf, registry
 from learners.generative.data import load_products
+from learners.generative.model import ModelConfig
 from learners.generative.train import CHECKPOINT_DIR, STATE_FILE, TrainConfig, train
 from learners.models import ModelVersion
 
@@ -62,6 +63,7 @@ def train_base_model(
     merchant: Merchant | str,
     *,
     config: TrainConfig | None = None,
+    model_config: ModelConfig | None = None,
     resume: bool = False,
     activate: bool = True,
 ) -> BaseTrainingReport:
@@ -79,6 +81,7 @@ def train_base_model(
     metadata = train(
         products,
         path,
+        model_config=model_config,
         config=config or TrainConfig(max_minutes=default_minutes()),
         merchant=shop.slug,
     )

@@ -318,10 +318,15 @@ def _settled(finished: list[tuple[float, list[int]]], beams: _Beams, beam: int) 
 class GenerativeRetriever:
     """Loaded model + compiled trie: ``search(query)`` returns scored docids."""
 
+    #: category-restricted tries kept per retriever (each costs a mask row per inner node)
+    MAX_SUBTREES = 64
+
     def __init__(self, bundle: GenerativeModel, docids: Iterable[str] | None = None) -> None:
         self.bundle = bundle
         self.lean = LeanT5(bundle.model.eval(), bundle.vocab)
-        self.trie = CompiledTrie(bundle.docids if docids is None else docids, bundle.vocab)
+        self.paths = list(bundle.docids if docids is None else docids)
+        self.trie = CompiledTrie(self.paths, bundle.vocab)
+        self._subtrees: dict[str, CompiledTrie] = {}
 
     @classmethod
     def load(
@@ -333,10 +338,29 @@ class GenerativeRetriever:
         """Token ids of ``query`` in the same normal form as the training texts."""
         return encode_batch(self.bundle.tokenizer, [clean(query)], self.bundle.max_input_tokens)[0]
 
-    def search(self, query: str, k: int = 10, beam: int | None = None) -> list[Hit]:
-        """Top-``k`` docids for ``query``; ``beam`` defaults to ``k`` (beam ≥ k needed)."""
+    def search(
+        self, query: str, k: int = 10, beam: int | None = None, prefix: str = ""
+    ) -> list[Hit]:
+        """Top-``k`` docids for ``query``; ``beam`` defaults to ``k`` (beam ≥ k needed).
+
+        With ``prefix`` (a category path) decoding is constrained to docids under it, so a
+        category filter gets a full beam of its own products instead of what is left of a
+        catalog-wide beam after filtering.
+        """
         beam = max(beam or k, k)
-        return beam_search(self.lean, self.trie, self.encode(query), beam=beam, k=k)
+        trie = self.subtree(prefix) if prefix else self.trie
+        return beam_search(self.lean, trie, self.encode(query), beam=beam, k=k)
+
+    def subtree(self, prefix: str) -> CompiledTrie:
+        """The compiled trie of the docids under ``prefix`` (cached, bounded)."""
+        trie = self._subtrees.get(prefix)
+        if trie is None:
+            below = f"{prefix.rstrip('/')}/"
+            trie = CompiledTrie((p for p in self.paths if p.startswith(below)), self.bundle.vocab)
+            if len(self._subtrees) >= self.MAX_SUBTREES:
+                self._subtrees.pop(next(iter(self._subtrees)))
+            self._subtrees[prefix] = trie
+        return trie
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,8 +373,8 @@ class GenerativeRecall:
 
     Serves only requests for its own merchant (a model decodes one merchant's docids). The
     beam, not ``request.limit``, bounds the candidates: beam width is what latency pays for, and
-    the fused pipeline gets depth from the other paths. A category filter keeps docids under
-    that category path (docids start with their category path).
+    the fused pipeline gets depth from the other paths. A category filter constrains decoding to
+    the docids under that category path (docids start with their category path).
     """
 
     name = "generative"
@@ -374,13 +398,10 @@ class GenerativeRecall:
 
         if request.merchant and request.merchant != self.merchant:
             return RecallResult(candidates=[], total=0)
-        hits = self.retriever.search(request.query, k=self.beam, beam=self.beam)
-        prefix = f"{request.category}/" if request.category else ""
-        ids = [
-            (self.product_of[h.docid], h.score)
-            for h in hits
-            if h.docid in self.product_of and h.docid.startswith(prefix)
-        ]
+        hits = self.retriever.search(
+            request.query, k=self.beam, beam=self.beam, prefix=request.category or ""
+        )
+        ids = [(self.product_of[h.docid], h.score) for h in hits if h.docid in self.product_of]
         candidates = [
             Candidate(product_id=pid, score=score, path=self.name, rank=rank)
             for rank, (pid, score) in enumerate(ids[: request.limit], start=1)

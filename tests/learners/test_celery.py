@@ -32,9 +32,10 @@ def test_beat_runs_hourly_and_monthly():
     assert monthly["schedule"].day_of_month == {1}
 
 
-def test_monthly_rebuild_assigns_missing_docids(small_catalog):
+def test_monthly_rebuild_assigns_missing_docids(small_catalog, settings):
     from catalog.models import Docid, Product
 
+    settings.GENERATIVE_TRAIN_MINUTES = 0.02  # it retrains base models: keep that short here
     phones = small_catalog["phones"]
     Product.objects.create(merchant=phones, sku="P5", title="Pixel 8 case", price="9.99")
     result = monthly_rebuild()

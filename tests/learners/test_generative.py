@@ -303,3 +303,89 @@ def test_constrained_decoding_only_yields_valid_docids(paths, beam, seed, query)
     assert all(reference.is_docid(h.docid) for h in hits)
     assert len({h.docid for h in hits}) == len(hits)
     assert all(h.score <= 1e-6 for h in hits)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    paths=st.lists(docid_path, min_size=1, max_size=25, unique=True),
+    pick=st.integers(min_value=0, max_value=24),
+    beam=st.integers(min_value=1, max_value=8),
+)
+def test_prefix_constrained_decoding_stays_under_the_prefix(paths, pick, beam):
+    path = paths[pick % len(paths)]
+    prefix = path.rsplit("/", 1)[0]
+    retriever = GenerativeRetriever(random_bundle(paths, seed=1))
+    hits = retriever.search("red case", k=beam, beam=beam, prefix=prefix)
+    under = [p for p in paths if p.startswith(f"{prefix}/")]
+    assert {h.docid for h in hits} <= set(under)
+    assert len(hits) == min(beam, len(under))
+
+
+# --------------------------------------------------------------------------------------------
+# Base model into the registry (manage.py train_base_model, monthly rebuild)
+# --------------------------------------------------------------------------------------------
+
+
+def test_train_base_model_registers_and_activates_a_memorised_model(small_catalog):
+    from learners import registry
+    from learners.generative.base import train_base_model
+
+    report = train_base_model(
+        "phone-shop", config=tiny_train_config(memorisation_sample=4), model_config=TINY
+    )
+    assert report.status == "active" and report.decision["passed"]
+    assert report.metrics["memorisation_exact_match"] >= 0.9
+    assert report.metrics["products"] == 4 and report.metrics["steps"] == 150
+    version = registry.active("base", "phone-shop")
+    assert version.name == report.version
+    assert load_version(version.directory).metadata["merchant"] == "phone-shop"
+
+
+def test_a_model_below_the_memorisation_bar_stays_a_candidate(small_catalog, settings):
+    from learners import registry
+    from learners.generative.base import train_base_model
+
+    settings.GENERATIVE_MIN_EXACT_MATCH = 1.01
+    report = train_base_model("grocer", config=tiny_train_config(max_steps=5), model_config=TINY)
+    assert report.status == "candidate" and not report.decision["passed"]
+    assert "memorised only" in report.decision["reason"]
+    assert registry.active("base", "grocer") is None
+
+
+def test_train_base_model_resumes_an_interrupted_run(small_catalog):
+    from learners import registry
+    from learners.generative.base import train_base_model
+
+    config = tiny_train_config(max_steps=12, checkpoint_steps=4, memorisation_sample=2)
+    name, path = registry.new_version_dir("base", "phone-shop")
+
+    def crash(state):
+        if state.step == 10:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(load_products("phone-shop"), path, model_config=TINY, config=config, callback=crash)
+    report = train_base_model("phone-shop", config=config, model_config=TINY, resume=True)
+    assert report.resumed and report.version == name
+    assert load_version(path).metadata["training"]["resumed_from_step"] == 8
+    fresh = train_base_model("phone-shop", config=config, model_config=TINY, resume=True)
+    assert not fresh.resumed and fresh.version != name  # nothing left to resume
+
+
+def test_command_if_missing_skips_merchants_with_a_finished_model(small_catalog):
+    from io import StringIO
+
+    from django.core.management import CommandError, call_command
+
+    from learners import registry
+
+    name, path = registry.new_version_dir("base", "phone-shop")
+    registry.register("base", name, path, merchant="phone-shop", status="active")
+    name, path = registry.new_version_dir("base", "grocer")
+    registry.register("base", name, path, merchant="grocer")  # a candidate below the gate
+    out = StringIO()
+    call_command("train_base_model", "--if-missing", stdout=out)
+    assert "phone-shop: active base model exists, skipped" in out.getvalue()
+    assert f"grocer: skipped, candidate {name} did not pass" in out.getvalue()
+    with pytest.raises(CommandError, match="unknown merchant"):
+        call_command("train_base_model", "--merchant", "nope")

@@ -1,0 +1,245 @@
+"""Search latency through real HTTP: p50/p95/p99 and QPS per pipeline and client concurrency.
+
+Starts gunicorn serving the real site on a free port (unless ``--url`` names a running one),
+then for every pipeline × concurrency level fires the queries file's queries (cycled) as
+``GET /api/search?q=..&pipeline=..`` from that many client threads, one new connection per
+request as a browser behind a proxy would, and measures wall time per request. Each pipeline is
+warmed up first (model load, index open) and the warm-up is not measured. QPS is completed
+requests over the level's wall time. Failed requests (non-200) are counted, not timed.
+
+Also measured in this process: the generative decoder alone (tokenise + encode + constrained
+beam search) for the first query at ``--beam``, the budget that generative recall has to fit
+(target p50 ≤ 15 ms).
+
+The client threads share the machine with the server, so on a small box the numbers include
+the client's own CPU cost; compare pipelines within one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ranking.benchmarks.relevance import load_queries
+
+#: Requests each pipeline gets before measuring (loads models, warms caches).
+WARMUP_REQUESTS = 5
+STARTUP_TIMEOUT_S = 60.0
+
+
+def add_arguments(parser) -> None:
+    from django.conf import settings
+
+    default_queries = Path(settings.DATASETS_DIR) / "bestbuy" / "queries_dev.json"
+    parser.add_argument(
+        "--pipelines", default="bm25,generative,hybrid", help="comma-separated pipelines"
+    )
+    parser.add_argument("--concurrency", default="1,4,16", help="client threads per level")
+    parser.add_argument(
+        "--requests", type=int, default=200, help="requests per pipeline and level (200)"
+    )
+    parser.add_argument(
+        "--queries", type=Path, default=default_queries, help="JSON list of {qid, query}"
+    )
+    parser.add_argument("--merchant", help="restrict searches to this merchant slug")
+    parser.add_argument("--url", help="base URL of a running site (default: start gunicorn)")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
+    parser.add_argument("--beam", type=int, default=10, help="beam of the decode measurement")
+    parser.add_argument(
+        "--decode-repeats", type=int, default=200, help="decoder runs measured (0: skip)"
+    )
+    parser.add_argument("--json", type=Path, dest="json_out", help="write results here")
+
+
+def run(options: dict[str, Any], out) -> dict[str, Any]:
+    queries = list(load_queries(options["queries"]).values())
+    if not queries:
+        raise ValueError(f"{options['queries']}: no queries")
+    pipelines = _csv(options["pipelines"])
+    levels = [int(c) for c in _csv(options["concurrency"])]
+    with _site(options.get("url"), options["workers"]) as base_url:
+        client = Client(base_url, options.get("merchant"))
+        results = {
+            pipeline: {
+                str(c): client.measure(pipeline, queries, c, options["requests"]) for c in levels
+            }
+            for pipeline in pipelines
+        }
+    report: dict[str, Any] = {"url": options.get("url") or "gunicorn", "pipelines": results}
+    if options["decode_repeats"]:
+        report["decode"] = decode_latency(
+            queries[0], options.get("merchant"), options["beam"], options["decode_repeats"]
+        )
+    print_table(report, out)
+    if options.get("json_out"):
+        Path(options["json_out"]).write_text(json.dumps(report, indent=2))
+        out.write(f"wrote {options['json_out']}\n")
+    return report
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class Client:
+    """Fires searches at ``base_url`` and times them."""
+
+    def __init__(self, base_url: str, merchant: str | None) -> None:
+        parsed = urllib.parse.urlsplit(base_url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.merchant = merchant
+
+    def get(self, query: str, pipeline: str) -> tuple[int, float]:
+        """One search: (HTTP status, milliseconds)."""
+        params = {"q": query, "pipeline": pipeline, "session_id": "bench-latency"}
+        if self.merchant:
+            params["merchant"] = self.merchant
+        started = time.perf_counter()
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            connection.request("GET", "/api/search?" + urllib.parse.urlencode(params))
+            response = connection.getresponse()
+            response.read()
+            status = response.status
+        finally:
+            connection.close()
+        return status, (time.perf_counter() - started) * 1000
+
+    def measure(
+        self, pipeline: str, queries: list[str], concurrency: int, requests: int
+    ) -> dict[str, float]:
+        status, _ = self.get(queries[0], pipeline)
+        if status != 200:
+            raise ValueError(f"pipeline {pipeline!r}: /api/search answered {status}")
+        for query in queries[1:WARMUP_REQUESTS]:
+            self.get(query, pipeline)
+        plan = [queries[i % len(queries)] for i in range(requests)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(concurrency) as pool:
+            answers = list(pool.map(lambda q: self.get(q, pipeline), plan))
+        wall = time.perf_counter() - started
+        timings = [ms for status, ms in answers if status == 200]
+        return {
+            **percentiles(timings),
+            "qps": round(len(timings) / wall, 1),
+            "errors": len(answers) - len(timings),
+        }
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50/p95/p99 in milliseconds (NaN-free: empty input gives zeros)."""
+    if len(values) < 2:
+        value = round(values[0], 2) if values else 0.0
+        return {"p50_ms": value, "p95_ms": value, "p99_ms": value}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49], 2),
+        "p95_ms": round(cuts[94], 2),
+        "p99_ms": round(cuts[98], 2),
+    }
+
+
+def decode_latency(query: str, merchant: str | None, beam: int, repeats: int) -> dict[str, Any]:
+    """The serving decoder alone, in this process, for one query (after a warm-up)."""
+    from ranking import generative
+
+    models = generative.serving_models()
+    serving = models.get(merchant) if merchant else next(iter(models.values()), None)
+    if serving is None:
+        return {"skipped": "no generative model serving" + (f" {merchant}" if merchant else "")}
+    retriever = serving.recall.retriever
+    for _ in range(3):
+        retriever.search(query, k=beam, beam=beam)
+    timings = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        retriever.search(query, k=beam, beam=beam)
+        timings.append((time.perf_counter() - started) * 1000)
+    return {"version": serving.version, "query": query, "beam": beam, **percentiles(timings)}
+
+
+@contextlib.contextmanager
+def _site(url: str | None, workers: int) -> Iterator[str]:
+    """The base URL to benchmark: ``url`` as given, or a gunicorn started for the run."""
+    if url:
+        yield url.rstrip("/")
+        return
+    from django.conf import settings
+
+    from learners.benchmarks.ingest import child, database_url
+    from learners.broker import free_port
+
+    port = free_port()
+    argv = [sys.executable, "-m", "gunicorn", "web.wsgi:application", f"--workers={workers}"]
+    argv += [f"--bind=127.0.0.1:{port}", "--error-logfile=-", "--log-level=warning"]
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "web.settings",
+        "DATABASE_URL": database_url(),
+        "SEARCH_DATA_DIR": str(settings.DATA_DIR),
+        "SEARCH_INDEX_DIR": str(settings.SEARCH_INDEX_DIR),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
+        log = Path(workdir) / "web.log"
+        with child(argv, env, log) as process:
+            base_url = f"http://127.0.0.1:{port}"
+            _wait_healthy(base_url, process, log)
+            yield base_url
+
+
+def _wait_healthy(base_url: str, process, log: Path) -> None:
+    """Block until the site answers ``/healthz``; fail with its log if it dies or hangs."""
+    from learners.benchmarks.ingest import log_tail
+
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    parts = urllib.parse.urlsplit(base_url)
+    host, port = parts.hostname, parts.port
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ValueError(f"gunicorn exited ({process.returncode}):\n{log_tail(log)}")
+        with contextlib.suppress(OSError):
+            connection = http.client.HTTPConnection(host, port, timeout=2)
+            connection.request("GET", "/healthz")
+            if connection.getresponse().status < 500:
+                return
+        time.sleep(0.2)
+    raise ValueError(f"gunicorn did not answer within {STARTUP_TIMEOUT_S:.0f} s:\n{log_tail(log)}")
+
+
+def print_table(report: dict[str, Any], out) -> None:
+    table = Table(title="search latency over HTTP (/api/search)")
+    for column in ("pipeline", "clients", "p50 ms", "p95 ms", "p99 ms", "QPS", "errors"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for pipeline, levels in report["pipelines"].items():
+        for clients, row in levels.items():
+            table.add_row(
+                pipeline,
+                clients,
+                *(f"{row[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "qps")),
+                str(row["errors"]),
+            )
+    console = Console(file=out, width=100)
+    console.print(table)
+    decode = report.get("decode")
+    if decode and "skipped" not in decode:
+        console.print(
+            f"generative decode in-process ({decode['version']}, beam {decode['beam']}, "
+            f"{decode['query']!r}): p50 {decode['p50_ms']:.1f} ms, p95 {decode['p95_ms']:.1f} ms, "
+            f"p99 {decode['p99_ms']:.1f} ms"
+        )
+    elif decode:
+        console.print(f"generative decode: skipped ({decode['skipped']})")
