@@ -1,0 +1,257 @@
+"""Features of (query, candidate) pairs for the fusion ranker.
+
+The ranker sees the union of the recall paths' candidates and, for each, what every path said
+about it plus what the catalog and the shoppers say:
+
+* per path (bm25, generative, dense): found it, 1/rank, score scaled within that path's list
+  (1 = its top hit, 0 = its last) -- a missing path or a product it did not propose is all zeros,
+  so the ranker works with any subset of paths;
+* lexical overlap: share of the query's content words in the title / brand / category names,
+  whether the title holds all of them;
+* category agreement: the share of each path's top hits in the candidate's category (the
+  query's "intent" as the paths see it) and, when the generative path contributed, the share of
+  its decoded docids whose prefix is the candidate's category path;
+* popularity and price (log, and relative to the other candidates);
+* smoothed CTR, position-debiased CTR (clicks over expected clicks) and purchase rate of the
+  (query, sku) pair and of the sku, from the hourly aggregates.
+
+Position is deliberately *not* a feature: it would only teach the ranker its own past order.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from learners.generative.data import STOPWORDS, category_names, singular, words
+from ranking.recall import RecallResult
+
+PATHS = ("bm25", "generative", "dense")
+#: How many top hits of each path describe the query's category intent.
+INTENT_DEPTH = 10
+CTR_WINDOW = timedelta(days=30)
+CTR_CACHE_SECONDS = 300.0
+
+PATH_FEATURES = [f"{p}_{f}" for p in PATHS for f in ("found", "rr", "score")]
+FEATURES = [
+    *PATH_FEATURES,
+    "paths_found",
+    "title_overlap",
+    "brand_overlap",
+    "category_overlap",
+    "title_all_words",
+    "intent_share",
+    "docid_prefix_share",
+    "log_popularity",
+    "popularity_rel",
+    "log_price",
+    "price_rel",
+    "ctr",
+    "coec",
+    "purchase_rate",
+    "sku_ctr",
+    "sku_purchase_rate",
+]
+
+
+@dataclass(frozen=True)
+class ProductInfo:
+    """What features read about a product (one query loads all candidates at once)."""
+
+    product_id: int
+    sku: str
+    title: str
+    brand: str
+    category_path: str
+    category_names: tuple[str, ...]
+    docid: str
+    popularity: float
+    price: float
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Smoothed shopper signals; the defaults are what a product without events gets."""
+
+    ctr: float = 0.0
+    coec: float = 0.0
+    purchase_rate: float = 0.0
+
+
+def content_words(text: str) -> frozenset[str]:
+    """Singular content words (so "cases" matches "case")."""
+    return frozenset(singular(w) for w in words(text) if w not in STOPWORDS)
+
+
+def load_products(product_ids: Sequence[int]) -> dict[int, ProductInfo]:
+    from catalog.models import Product
+
+    rows = Product.objects.filter(pk__in=list(product_ids)).select_related("category", "docid")
+    out = {}
+    for p in rows:
+        docid = getattr(p, "docid", None)
+        out[p.pk] = ProductInfo(
+            product_id=p.pk,
+            sku=p.sku,
+            title=p.title,
+            brand=p.brand or "",
+            category_path=p.category.path if p.category else "",
+            category_names=tuple(p.category.full_name.split(" > ")) if p.category else (),
+            docid=docid.path if docid else "",
+            popularity=float(p.popularity or 0),
+            price=float(p.price or 0),
+        )
+    return out
+
+
+# -- shopper signals ---------------------------------------------------------------------------
+
+
+class SignalCache:
+    """Per-merchant smoothed rates from ``learners.aggregates.ctr_features``, recomputed at most
+    every ``CTR_CACHE_SECONDS`` (a window sum over the aggregates is too slow per request)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[float, dict, dict]] = {}
+
+    def rates(self, merchant: str) -> tuple[dict[tuple[str, str], Rates], dict[str, Rates]]:
+        now = time.monotonic()
+        with self.lock:
+            entry = self.entries.get(merchant)
+        if entry is None or now - entry[0] > CTR_CACHE_SECONDS:
+            entry = (now, *load_rates(merchant))
+            with self.lock:
+                self.entries[merchant] = entry
+        return entry[1], entry[2]
+
+    def clear(self) -> None:
+        with self.lock:
+            self.entries.clear()
+
+
+def load_rates(
+    merchant: str, now: datetime | None = None
+) -> tuple[dict[tuple[str, str], Rates], dict[str, Rates]]:
+    """({(normalised query, sku): Rates}, {sku: Rates}) over the last ``CTR_WINDOW``."""
+    from learners.aggregates import SKU, ctr_features
+
+    since = (now or datetime.now(UTC)) - CTR_WINDOW
+    pairs = {
+        key: Rates(f.ctr, f.coec, f.purchase_rate)
+        for key, f in ctr_features(merchant, since).items()
+    }
+    skus = {
+        sku: Rates(f.ctr, f.coec, f.purchase_rate)
+        for (_, sku), f in ctr_features(merchant, since, level=SKU).items()
+    }
+    return pairs, skus
+
+
+signals = SignalCache()
+
+
+# -- features ----------------------------------------------------------------------------------
+
+
+def _path_features(result: RecallResult | None) -> dict[int, tuple[float, float, float]]:
+    """product id -> (found, 1/rank, score scaled to [0, 1] within the list)."""
+    if result is None or not result.candidates:
+        return {}
+    scores = [c.score for c in result.candidates]
+    top, bottom = max(scores), min(scores)
+    span = top - bottom
+    return {
+        c.product_id: (1.0, 1.0 / c.rank, (c.score - bottom) / span if span > 0 else 1.0)
+        for c in result.candidates
+    }
+
+
+def _overlap(query: frozenset[str], text: str) -> float:
+    return len(query & content_words(text)) / len(query) if query else 0.0
+
+
+def _intent(
+    results: dict[str, RecallResult], products: dict[int, ProductInfo]
+) -> tuple[Counter[str], Counter[str], int, int]:
+    """Category counts among the paths' top hits, and among generated docid prefixes."""
+    shares: Counter[str] = Counter()
+    depth = 0
+    for result in results.values():
+        top = [
+            products[c.product_id]
+            for c in result.candidates[:INTENT_DEPTH]
+            if c.product_id in products
+        ]
+        shares.update(p.category_path for p in top)
+        depth += len(top)
+    generated: Counter[str] = Counter()
+    generative = results.get("generative")
+    decoded = 0
+    if generative is not None:
+        for c in generative.candidates[:INTENT_DEPTH]:
+            info = products.get(c.product_id)
+            if info is not None:
+                generated[info.docid.rsplit("/", 1)[0]] += 1
+                decoded += 1
+    return shares, generated, depth, decoded
+
+
+def candidate_features(
+    query: str,
+    results: dict[str, RecallResult],
+    products: dict[int, ProductInfo],
+    rates: tuple[dict[tuple[str, str], Rates], dict[str, Rates]] = ({}, {}),
+) -> tuple[list[int], np.ndarray]:
+    """(candidate ids, feature matrix in ``FEATURES`` order) for the union of ``results``.
+
+    Candidates whose product is missing from ``products`` (deleted since indexing) are dropped.
+    """
+    ids = list(dict.fromkeys(c.product_id for r in results.values() for c in r.candidates))
+    ids = [i for i in ids if i in products]
+    per_path = {name: _path_features(results.get(name)) for name in PATHS}
+    qwords = content_words(query)
+    shares, generated, depth, decoded = _intent(results, products)
+    pops = [products[i].popularity for i in ids]
+    prices = [products[i].price for i in ids if products[i].price > 0]
+    max_pop = max(pops, default=0.0)
+    median_price = float(np.median(prices)) if prices else 0.0
+    pair_rates, sku_rates = rates
+    normalised = " ".join(query.lower().split())
+    rows = []
+    for pid in ids:
+        info = products[pid]
+        row: list[float] = []
+        for name in PATHS:
+            row.extend(per_path[name].get(pid, (0.0, 0.0, 0.0)))
+        pair = pair_rates.get((normalised, info.sku), Rates())
+        sku = sku_rates.get(info.sku, Rates())
+        prefix = info.docid.rsplit("/", 1)[0] if info.docid else ""
+        row += [
+            sum(per_path[name].get(pid, (0.0,))[0] for name in PATHS),
+            _overlap(qwords, info.title),
+            _overlap(qwords, info.brand),
+            _overlap(qwords, " ".join(category_names(info.category_names))),
+            float(bool(qwords) and qwords <= content_words(info.title)),
+            shares[info.category_path] / depth if depth else 0.0,
+            generated[prefix] / decoded if decoded and prefix else 0.0,
+            math.log1p(info.popularity),
+            info.popularity / max_pop if max_pop > 0 else 0.0,
+            math.log1p(info.price),
+            math.log((info.price + 1) / (median_price + 1)),
+            pair.ctr,
+            pair.coec,
+            pair.purchase_rate,
+            sku.ctr,
+            sku.purchase_rate,
+        ]
+        rows.append(row)
+    matrix = np.asarray(rows, dtype=np.float32).reshape(len(ids), len(FEATURES))
+    return ids, matrix

@@ -1,0 +1,125 @@
+"""Dense recall: Milvus Lite store, encoder training, the ``dense`` pipeline and index upkeep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from catalog.models import Product
+from learners import registry
+from ranking import search
+from ranking.dense.encoder import DenseEncoder
+from ranking.dense.recall import reset_serving, serving
+from ranking.dense.store import VectorStore, filter_expression, reset_clients
+from ranking.dense.train import DenseTrainConfig, train_merchant
+from ranking.features import content_words
+
+FAST = DenseTrainConfig(epochs=15, minutes=1.0, batch_size=64)
+
+
+@pytest.fixture(autouse=True)
+def fresh_milvus():
+    """Each test has its own data dir, hence its own Milvus Lite directory: close clients."""
+    reset_serving()
+    yield
+    reset_serving()
+    reset_clients()
+
+
+def unit(rows: np.ndarray) -> np.ndarray:
+    return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_store_round_trip_with_merchant_and_category_filters(db):
+    rng = np.random.default_rng(0)
+    vectors = unit(rng.normal(size=(6, 8)))
+    store = VectorStore("encoder-test-v1", dim=8)
+    store.create()
+    store.upsert(
+        [1, 2, 3, 4, 5, 6],
+        vectors,
+        ["a", "a", "a", "b", "b", "a"],
+        ["phones/cases", "phones/cases/slim", "phones", "phones/cases", "food", "phonesx"],
+    )
+    assert store.count() == 6
+
+    nearest = store.search(vectors[0], 3)
+    assert nearest[0].product_id == 1 and nearest[0].score == pytest.approx(1.0, abs=1e-4)
+    in_a = {h.product_id for h in store.search(vectors[3], 10, merchant="a")}
+    assert in_a == {1, 2, 3, 6}
+    # a category filter keeps the subtree, not sibling paths that merely share a prefix
+    cases = {h.product_id for h in store.search(vectors[0], 10, category="phones/cases")}
+    assert cases == {1, 2, 4}
+    both = {h.product_id for h in store.search(vectors[0], 10, merchant="a", category="phones")}
+    assert both == {1, 2, 3}
+
+    store.delete([2])
+    store.upsert([1], vectors[4:5], ["a"], ["food"])
+    assert {h.product_id for h in store.search(vectors[0], 10, category="phones/cases")} == {4}
+    np.testing.assert_allclose(store.vectors([1])[1], vectors[4], atol=1e-5)
+
+
+def test_filter_expression_quotes_values_and_escapes_like_wildcards():
+    # the backslash is doubled by string-literal quoting; LIKE then sees a literal "_"
+    assert filter_expression('sh"op', "a_b") == (
+        'merchant == "sh\\"op" and (category == "a_b" or category like "a\\\\_b/%")'
+    )
+    assert filter_expression(None, None) == ""
+
+
+def test_content_words_singular_and_without_stopwords():
+    assert content_words("Cases for the iPhones") == frozenset({"case", "iphone"})
+
+
+def test_encoder_save_load_round_trip(tmp_path):
+    encoder = DenseEncoder.new(["otterbox defender case", "galaxy phone"])
+    encoder.save(tmp_path / "v")
+    loaded = DenseEncoder.load(tmp_path / "v")
+    texts = ["otterbox case", "a brand new word"]
+    np.testing.assert_allclose(encoder.encode(texts), loaded.encode(texts), atol=1e-6)
+    assert np.linalg.norm(loaded.encode(["zzz"]), axis=1) == pytest.approx(1.0)
+
+
+def handset_path() -> str:
+    return Product.objects.get(sku="P3").category.path
+
+
+def test_trained_encoder_serves_dense_pipeline_and_follows_catalog(
+    small_catalog, django_capture_on_commit_callbacks
+):
+    version = train_merchant("phone-shop", FAST)
+    assert version is not None and version.status == "active" and version.kind == "encoder"
+    assert version.metrics["vectors"] == 4
+    assert registry.active("encoder", "phone-shop") == version
+
+    response = search("galaxy s8 case", k=2, merchant="phone-shop", pipeline="dense")
+    assert [r.sku for r in response.results][:1] == ["P2"]
+    assert all(r.paths == ["dense"] for r in response.results)
+    handsets = search(
+        "phone", k=10, merchant="phone-shop", category=handset_path(), pipeline="dense"
+    )
+    assert {r.sku for r in handsets.results} == {"P3", "P4"}
+
+    # products_changed keeps the collection current: a deactivated product disappears
+    product = Product.objects.get(sku="P2")
+    product.active = False
+    with django_capture_on_commit_callbacks(execute=True):
+        product.save()
+    assert serving("phone-shop").store.count() == 3
+    response = search("galaxy s8 case", k=4, merchant="phone-shop", pipeline="dense")
+    assert "P2" not in {r.sku for r in response.results}
+
+
+def test_new_encoder_version_gets_its_own_collection_and_old_ones_are_pruned(small_catalog):
+    first = train_merchant("phone-shop", DenseTrainConfig(epochs=1, batch_size=64))
+    second = train_merchant("phone-shop", DenseTrainConfig(epochs=1, batch_size=64))
+    third = train_merchant("phone-shop", DenseTrainConfig(epochs=1, batch_size=64))
+    stores = [VectorStore(v.name, 128) for v in (first, second, third)]
+    # active (third) and the rollback target (second) keep their vectors
+    assert [s.exists() for s in stores] == [False, True, True]
+    assert serving("phone-shop").version == third.name
+
+
+def test_dense_path_is_empty_without_an_encoder(small_catalog):
+    response = search("iphone", merchant="phone-shop", pipeline="dense")
+    assert response.results == []
