@@ -24,6 +24,16 @@ BEAT_SCHEDULE = {
         "task": "learners.tasks.aggregate_hour",
         "schedule": crontab(minute=5),
     },
+    # after the aggregates, so the hour's late events are in the store
+    "train-hourly-adapter": {
+        "task": "learners.tasks.train_hourly_adapter",
+        "schedule": crontab(minute=10),
+    },
+    # after the hourly adapter (soft limit 30 min from :10): the ranker sees its candidates
+    "retrain-ranker": {
+        "task": "learners.tasks.retrain_ranker",
+        "schedule": crontab(minute=45),
+    },
     "monthly-rebuild": {
         "task": "learners.tasks.monthly_rebuild",
         "schedule": crontab(minute=30, hour=3, day_of_month=1),

@@ -31,18 +31,60 @@ def aggregate_hour(self: Any, hour: str | None = None, merchant: str | None = No
     return report.as_dict()
 
 
+@app.task(name="learners.tasks.train_hourly_adapter", soft_time_limit=1800)
+def train_hourly_adapter(hour: str | None = None, merchant: str | None = None) -> list[dict]:
+    """Train, gate and record each merchant's LoRA adapter for one hour (default: the previous
+    complete hour); see :mod:`learners.online.hourly`. Idempotent and locked per hour, so beat,
+    a retry and ``manage.py train_adapter`` can never train the same hour twice."""
+    from learners.online.hourly import train_hourly_adapter as train_hour
+
+    moment = datetime.fromisoformat(hour) if hour else aggregates.previous_hour()
+    results = [r.as_dict() for r in train_hour(moment, merchant)]
+    log.info("train_hourly_adapter(%s): %s", moment.isoformat(), results)
+    return results
+
+
+@app.task(name="learners.tasks.retrain_ranker", soft_time_limit=1800)
+def retrain_ranker(merchant: str | None = None) -> dict:
+    """Retrain each merchant's fusion ranker on fresh pseudo-queries plus the last 30 days of
+    shopper events (runs after the hourly adapter, whose model feeds the generative features),
+    and activate it; see :mod:`ranking.ranker.train`."""
+    from catalog.models import Merchant
+    from ranking.ranker.train import train_merchant_ranker
+
+    slugs = [merchant] if merchant else list(Merchant.objects.values_list("slug", flat=True))
+    trained = {}
+    for slug in slugs:
+        version = train_merchant_ranker(slug)
+        trained[slug] = version.name if version else None
+    log.info("retrain_ranker: %s", trained)
+    return trained
+
+
 @app.task(name="learners.tasks.monthly_rebuild", soft_time_limit=6 * 3600)
 def monthly_rebuild() -> dict:
-    """Monthly maintenance. For now: give every product without a docid one (the real base
-    model rebuild -- re-derive docids, retrain -- replaces this with its own issue)."""
+    """Monthly base-model rebuild: give every product without a docid one, then retrain each
+    merchant's generative base model on the whole catalog (``manage.py train_base_model``'s
+    code), so products added during the month become decodable; the new version is activated
+    only if it passes the memorisation gate, else the previous one keeps serving."""
     from catalog import docids
     from catalog.models import Merchant
+    from learners.generative.base import default_minutes, train_base_model
+    from learners.generative.train import TrainConfig
 
     assigned: dict[str, int] = {}
+    models: dict[str, dict] = {}
     for merchant in Merchant.objects.order_by("pk"):
         report = docids.assign(merchant)
         assigned[merchant.slug] = report.assigned
         log.info(
             "monthly_rebuild: %s assigned=%d kept=%d", merchant.slug, report.assigned, report.kept
         )
-    return {"assigned": assigned}
+        config = TrainConfig(max_minutes=default_minutes(), progress=False)
+        try:  # resume: a worker killed mid-training continues from its last checkpoint
+            trained = train_base_model(merchant, config=config, resume=True)
+        except ValueError as error:  # no products with docids
+            log.warning("monthly_rebuild: %s not trained: %s", merchant.slug, error)
+            continue
+        models[merchant.slug] = trained.as_dict()
+    return {"assigned": assigned, "models": models}

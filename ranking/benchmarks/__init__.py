@@ -3,4 +3,7 @@
 
 BENCHMARKS: dict[str, str] = {
     "relevance": "ranking.benchmarks.relevance",
+    "latency": "ranking.benchmarks.latency",
+    "ingest": "learners.benchmarks.ingest",
+    "learning-curve": "learners.benchmarks.learning_curve",
 }

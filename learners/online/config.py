@@ -1,0 +1,71 @@
+"""Knobs of online learning, read like :mod:`learners.conf` (Django setting > environment >
+default) so a worker, a test or the benchmark can change them without code.
+
+==============================  =======  =====================================================
+name                            default  what
+==============================  =======  =====================================================
+ONLINE_REPLAY_FRACTION          0.2      share of replayed pairs in an adapter's training mix
+ONLINE_REPLAY_BASE_SHARE        0.5      of the replayed pairs, share drawn from base pairs
+ONLINE_REPLAY_CAPACITY          20000    earlier hours' pairs kept (reservoir sample)
+ONLINE_HOLDOUT_FRACTION         0.2      last slice of the hour held out for the gate
+ONLINE_MIN_PAIR_WEIGHT          1.0      drop (query, docid) pairs lighter than this
+ONLINE_MAX_PAIR_WEIGHT          16.0     cap, so one runaway query cannot own the loss
+ONLINE_MAX_PROBE_DROP           1.0      gate: max probe recall@10 drop vs the base (points)
+ONLINE_MIN_GAIN                 0.0      gate: held-out recall@10 must beat serving by > this
+ONLINE_LORA_R                   8        LoRA rank
+ONLINE_LORA_ALPHA               16       LoRA scaling numerator (scale = alpha / r)
+ONLINE_LORA_DROPOUT             0.0      LoRA dropout
+ONLINE_LORA_TARGETS             q,k,v,o,wi,wo  T5 sub-modules LoRA wraps
+ONLINE_EPOCHS                   4.0      passes over the hour's training mix
+ONLINE_MIN_STEPS                30       at least this many steps (a quiet hour still learns)
+ONLINE_MAX_SECONDS              150      training time budget per adapter
+ONLINE_LR                       2e-3     AdamW learning rate (LoRA parameters only)
+ONLINE_BATCH_SIZE               64
+ONLINE_THREADS                  1        torch threads (1 is faster on a shared CPU)
+ONLINE_PROBE_SIZE               400      fixed probe queries per base model
+ONLINE_LOCK_TTL_S               1800     a training claim older than this is stale
+ONLINE_GATE_K                   10       held-out recall@k of the gate
+ONLINE_PROBE_K                  10       probe recall@k of the gate (and the forgetting bound)
+==============================  =======  =====================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from learners import conf
+
+
+@dataclass(frozen=True)
+class OnlineConfig:
+    replay_fraction: float = 0.2
+    replay_base_share: float = 0.5
+    replay_capacity: int = 20_000
+    holdout_fraction: float = 0.2
+    min_pair_weight: float = 1.0
+    max_pair_weight: float = 16.0
+    max_probe_drop: float = 1.0
+    min_gain: float = 0.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    #: comma-separated T5 sub-modules LoRA wraps (see learners/online/adapter.py)
+    lora_targets: str = "q,k,v,o,wi,wo"
+    epochs: float = 4.0
+    min_steps: int = 30
+    max_seconds: float = 150.0
+    lr: float = 2e-3
+    batch_size: int = 64
+    threads: int = 1
+    probe_size: int = 400
+    lock_ttl_s: float = 1800.0
+    gate_k: int = 10
+    probe_k: int = 10
+    seed: int = 0
+
+    @classmethod
+    def from_settings(cls, **overrides: object) -> OnlineConfig:
+        """Defaults overridden by ``ONLINE_<FIELD>`` settings/env vars, then by ``overrides``."""
+        values = {f.name: conf.get(f"ONLINE_{f.name.upper()}", f.default) for f in fields(cls)}
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]
