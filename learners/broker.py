@@ -48,7 +48,7 @@ def tcp_reachable(bootstrap: str, timeout: float = 0.5) -> bool:
     return False
 
 
-def _die_with_parent() -> None:
+def kill_when_parent_dies() -> None:
     """Linux: the child gets SIGTERM when the process that started it dies, so a crashed
     test run or supervisor never leaves brokers behind."""
     with contextlib.suppress(OSError, AttributeError):
@@ -146,7 +146,9 @@ def _spawn(argv: list[str], log_path: Path, die_with_parent: bool) -> subprocess
             stdout=output,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+            preexec_fn=kill_when_parent_dies
+            if die_with_parent and sys.platform == "linux"
+            else None,
         )
 
 
@@ -229,7 +231,7 @@ def start_local_broker(
     """
     broker = launch(
         LocalBroker,
-        lambda chosen: _tansu_argv(host, chosen),
+        lambda chosen: tansu_argv(host, chosen),
         lambda b: kafka_ready(b.bootstrap),
         host=host,
         port=port,
@@ -245,7 +247,7 @@ def start_local_broker(
     return broker
 
 
-def _tansu_argv(host: str, port: int) -> list[str]:
+def tansu_argv(host: str, port: int) -> list[str]:
     url = f"tcp://{host}:{port}"
     return [
         tansu_binary(),

@@ -57,7 +57,7 @@ def start_local_redis(
     ``persistent`` turns on the append-only file in ``data_dir`` so queued Celery tasks survive
     a restart (the platform wants that; tests do not, and then nothing is written to disk).
     """
-    argv_for = partial(_redis_argv, host, data_dir=data_dir, persistent=persistent)
+    argv_for = partial(redis_argv, host, data_dir=data_dir, persistent=persistent)
     return launch(
         LocalRedis,
         argv_for,
@@ -70,7 +70,7 @@ def start_local_redis(
     )
 
 
-def _redis_argv(host: str, port: int, *, data_dir: Path | None, persistent: bool) -> list[str]:
+def redis_argv(host: str, port: int, *, data_dir: Path | None, persistent: bool) -> list[str]:
     if persistent and data_dir is None:
         raise ValueError("a persistent redis-server needs a data_dir")
     argv = [redis_binary(), "--port", str(port), "--bind", host, "--save", ""]

@@ -11,6 +11,7 @@ name       what                                             skipped when
 ========== ================================================ ===========================
 tansu      Kafka-protocol broker (memory storage only)      KAFKA_BOOTSTRAP_SERVERS set
 redis      redis-server, append-only file in DATA_DIR/redis CELERY_BROKER_URL set
+milvus     Milvus Lite server on DATA_DIR/milvus.db         MILVUS_URI set
 consumer   ``manage.py consume_events`` (Kafka -> store)
 celery-... ``celery worker`` (one process) and ``celery beat``
 web        gunicorn serving the Django site
@@ -42,8 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the apps' helpers below: run as a file, the repo is not on the path
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "web.settings")  # learners.conf reads settings
 
-from learners.broker import _die_with_parent, _tansu_argv, kafka_ready, tcp_reachable  # noqa: E402
-from learners.redis_server import _redis_argv, redis_ready  # noqa: E402
+from learners.broker import kafka_ready, kill_when_parent_dies, tansu_argv, tcp_reachable  # noqa: E402
+from learners.redis_server import redis_argv, redis_ready  # noqa: E402
 
 PYTHON = sys.executable
 #: A child that stayed up this long is healthy again: its next crash restarts it quickly.
@@ -70,6 +71,9 @@ class Config:
     kafka_bootstrap: str | None = None
     #: an external Celery broker; the supervisor then starts no redis-server
     celery_broker: str | None = None
+    milvus_port: int = 19530
+    #: an external Milvus; the supervisor then starts no Milvus Lite server
+    milvus_uri: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Config:
@@ -82,6 +86,8 @@ class Config:
             redis_port=int(env.get("SEARCH_REDIS_PORT", "6379")),
             kafka_bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or None,
             celery_broker=env.get("CELERY_BROKER_URL") or None,
+            milvus_port=int(env.get("SEARCH_MILVUS_PORT", "19530")),
+            milvus_uri=env.get("MILVUS_URI") or None,
         )
 
     @property
@@ -104,6 +110,10 @@ class Config:
     def broker_url(self) -> str:
         return self.celery_broker or f"redis://127.0.0.1:{self.redis_port}/0"
 
+    @property
+    def vector_uri(self) -> str:
+        return self.milvus_uri or f"http://127.0.0.1:{self.milvus_port}"
+
     def child_env(self) -> dict[str, str]:
         """What every child needs on top of the supervisor's environment."""
         return {
@@ -112,6 +122,7 @@ class Config:
             "SEARCH_DATA_DIR": str(self.data_dir),
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "CELERY_BROKER_URL": self.broker_url,
+            "MILVUS_URI": self.vector_uri,
         }
 
 
@@ -154,7 +165,7 @@ class Component:
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: Ctrl-C reaches the supervisor only
-                preexec_fn=_die_with_parent,
+                preexec_fn=kill_when_parent_dies,
             )
         self.status = "starting"
         self.started_at = time.time()
@@ -255,7 +266,7 @@ def components(config: Config) -> list[Component]:
         parts.append(
             Component(
                 "tansu",
-                _tansu_argv("127.0.0.1", config.kafka_port),
+                tansu_argv("127.0.0.1", config.kafka_port),
                 ready=lambda: kafka_ready_with_topics(config.bootstrap),
                 port=config.kafka_port,
                 stop_signal=signal.SIGINT,  # SIGTERM waits ~5 s for clients; memory has no state
@@ -266,11 +277,13 @@ def components(config: Config) -> list[Component]:
         parts.append(
             Component(
                 "redis",
-                _redis_argv("127.0.0.1", config.redis_port, data_dir=redis_dir, persistent=True),
+                redis_argv("127.0.0.1", config.redis_port, data_dir=redis_dir, persistent=True),
                 ready=lambda: redis_ready(config.broker_url),
                 port=config.redis_port,
             )
         )
+    if config.milvus_uri is None:
+        parts.append(milvus_component(config))
     celery = [PYTHON, "-m", "celery", "-A", "learners.celery"]
     schedule = config.run_dir / "celerybeat-schedule"
     parts += [
@@ -295,6 +308,20 @@ def components(config: Config) -> list[Component]:
         part.env = config.child_env()
         part.log_path = config.log_dir / f"{part.name}.log"
     return parts
+
+
+def milvus_component(config: Config) -> Component:
+    """Milvus Lite opens its data directory in one process only, so the web workers, the
+    Celery worker and the management commands share it through this gRPC server."""
+    milvus = Path(PYTHON).with_name("milvus-lite")
+    data = config.data_dir / "milvus.db"  # the path a single-process Milvus Lite client uses
+    return Component(
+        "milvus",
+        [str(milvus), "server", "--data-dir", str(data), "--host", "127.0.0.1"]
+        + ["--port", str(config.milvus_port), "--max-workers", "8"],
+        ready=_port_check("127.0.0.1", config.milvus_port),
+        port=config.milvus_port,
+    )
 
 
 def _gunicorn_argv(config: Config) -> list[str]:

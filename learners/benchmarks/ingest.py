@@ -136,7 +136,7 @@ def database_url() -> str:
 def child(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
     """A child process in its own group (gunicorn forks workers) that dies with us; on exit
     SIGTERM to the group, SIGKILL after 20 s."""
-    from learners.broker import _die_with_parent
+    from learners.broker import kill_when_parent_dies
 
     with open(log_path, "ab") as output:
         process = subprocess.Popen(
@@ -147,7 +147,7 @@ def child(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subp
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=kill_when_parent_dies,
         )
     try:
         yield process

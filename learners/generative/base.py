@@ -66,8 +66,15 @@ def train_base_model(
     model_config: ModelConfig | None = None,
     resume: bool = False,
     activate: bool = True,
+    bootstrap: bool = False,
 ) -> BaseTrainingReport:
-    """Train a base model on ``merchant``'s products with docids and register it."""
+    """Train a base model on ``merchant``'s products with docids and register it.
+
+    ``bootstrap`` (the run command's first start) activates the model even below the
+    memorisation bar when the merchant has no serving base at all: the gate exists to keep a
+    worse model from replacing a better one, and an undertrained model only adds candidates
+    to the fusion next to bm25, while no model adds nothing.
+    """
     shop = merchant if isinstance(merchant, Merchant) else Merchant.objects.get(slug=merchant)
     products = load_products(shop.slug)
     if not products:
@@ -88,6 +95,12 @@ def train_base_model(
     metrics = summarise(metadata)
     version = registry.register("base", name, path, merchant=shop, metrics=metrics)
     decision = gate(metrics)
+    if bootstrap and not decision["passed"] and registry.active("base", shop) is None:
+        decision = {
+            "passed": True,
+            "bootstrap": True,
+            "reason": f"first model of {shop.slug}, served although {decision['reason']}",
+        }
     version.decision = decision
     version.save(update_fields=["decision"])
     if decision["passed"] and activate:

@@ -352,6 +352,23 @@ def test_a_model_below_the_memorisation_bar_stays_a_candidate(small_catalog, set
     assert registry.active("base", "grocer") is None
 
 
+def test_bootstrap_serves_a_first_model_below_the_bar_but_never_replaces_one(
+    small_catalog, settings
+):
+    from learners import registry
+    from learners.generative.base import train_base_model
+
+    settings.GENERATIVE_MIN_EXACT_MATCH = 1.01
+    config = tiny_train_config(max_steps=5)
+    first = train_base_model("grocer", config=config, model_config=TINY, bootstrap=True)
+    assert first.status == "active" and first.decision["bootstrap"]
+    assert "first model of grocer, served although memorised only" in first.decision["reason"]
+
+    second = train_base_model("grocer", config=config, model_config=TINY, bootstrap=True)
+    assert second.status == "candidate" and not second.decision["passed"]
+    assert registry.active("base", "grocer").name == first.version
+
+
 def test_train_base_model_resumes_an_interrupted_run(small_catalog):
     from learners import registry
     from learners.generative.base import train_base_model

@@ -108,6 +108,7 @@ def test_components_follow_the_environment(supervisor, tmp_path):
     assert [p.name for p in own] == [
         "tansu",
         "redis",
+        "milvus",
         "consumer",
         "celery-worker",
         "celery-beat",
@@ -115,6 +116,9 @@ def test_components_follow_the_environment(supervisor, tmp_path):
     ]
     assert own[0].env["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
     assert any(str(tmp_path / "redis") == arg for arg in own[1].argv)
+    assert {p.env["MILVUS_URI"] for p in own} == {"http://127.0.0.1:19530"}
+    milvus = next(p for p in own if p.name == "milvus")
+    assert str(tmp_path / "milvus.db") in milvus.argv
     beat = next(p for p in own if p.name == "celery-beat")
     assert str(tmp_path / "run" / "celerybeat-schedule") in beat.argv
     external = supervisor.Config.from_env(
@@ -122,10 +126,12 @@ def test_components_follow_the_environment(supervisor, tmp_path):
             "SEARCH_DATA_DIR": str(tmp_path),
             "KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:9092",
             "CELERY_BROKER_URL": "redis://cache:6379/2",
+            "MILVUS_URI": "http://milvus:19530",
         }
     )
     parts = supervisor.components(external)
-    assert [p.name for p in parts][:1] == ["consumer"]  # neither tansu nor redis
+    assert [p.name for p in parts][:1] == ["consumer"]  # neither tansu, redis nor milvus
+    assert {p.env["MILVUS_URI"] for p in parts} == {"http://milvus:19530"}
     assert {p.env["KAFKA_BOOTSTRAP_SERVERS"] for p in parts} == {"kafka-1:9092,kafka-2:9092"}
     assert {p.env["CELERY_BROKER_URL"] for p in parts} == {"redis://cache:6379/2"}
     with pytest.raises(SystemExit, match="unknown component"):
@@ -154,24 +160,28 @@ def test_platform_runs_restarts_and_stops_cleanly(supervisor, tmp_path):
     """The real script with redis and gunicorn: /healthz sees them, a killed web server comes
     back, SIGTERM stops everything (no process of any component's group survives)."""
     web_port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "DATABASE_URL")}
+    external = ("CELERY_BROKER_URL", "DATABASE_URL", "MILVUS_URI")
+    env = {k: v for k, v in os.environ.items() if k not in external}
     env |= {
         "SEARCH_DATA_DIR": str(tmp_path),
         "SEARCH_PORT": str(web_port),
         "SEARCH_REDIS_PORT": str(free_port()),
+        "SEARCH_MILVUS_PORT": str(free_port()),
         "SEARCH_WEB_WORKERS": "1",
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing there: degraded
     }
     state_file = tmp_path / "run" / "platform.json"
     process = subprocess.Popen(
-        [sys.executable, str(supervisor.__file__), "--only", "redis,web"],
+        [sys.executable, str(supervisor.__file__), "--only", "redis,milvus,web"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
     )
     try:
-        state = wait_for(lambda: running(state_file, "redis", "web"), 60, "redis and web")
+        state = wait_for(
+            lambda: running(state_file, "redis", "milvus", "web"), 60, "redis, milvus and web"
+        )
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=10) as answer:
             health = json.loads(answer.read())
         assert health["components"]["redis"]["status"] == "ok"

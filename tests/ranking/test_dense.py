@@ -123,3 +123,22 @@ def test_new_encoder_version_gets_its_own_collection_and_old_ones_are_pruned(sma
 def test_dense_path_is_empty_without_an_encoder(small_catalog):
     response = search("iphone", merchant="phone-shop", pipeline="dense")
     assert response.results == []
+
+
+def test_train_dense_if_missing_trains_once_for_start_up_scripts(small_catalog):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from learners import registry
+
+    first = StringIO()
+    call_command("train_dense", "--merchant", "phone-shop", "--epochs", "1", "--if-missing",
+                 stdout=first)  # fmt: skip
+    trained = registry.active("encoder", "phone-shop")
+    assert trained is not None and trained.name in first.getvalue()
+
+    again = StringIO()
+    call_command("train_dense", "--merchant", "phone-shop", "--if-missing", stdout=again)
+    assert "active encoder exists, skipped" in again.getvalue()
+    assert registry.active("encoder", "phone-shop") == trained

@@ -37,7 +37,8 @@ class Command(BaseCommand):
             "--if-missing",
             action="store_true",
             help="skip merchants that already have a finished base model -- active, or a "
-            "candidate below the gate -- and resume an interrupted run (for start-up scripts)",
+            "candidate below the gate -- and resume an interrupted run; a merchant's first "
+            "model is served even below the memorisation gate (for start-up scripts)",
         )
         parser.add_argument(
             "--threads", type=int, default=2, help="torch threads (1 on a busy shared host)"
@@ -64,6 +65,7 @@ class Command(BaseCommand):
                     config=config,
                     resume=options["resume"] or options["if_missing"],
                     activate=not options["no_activate"],
+                    bootstrap=options["if_missing"],
                 )
             except ValueError as error:
                 self.stderr.write(f"{merchant.slug}: {error}")

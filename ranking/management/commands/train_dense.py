@@ -9,6 +9,7 @@ import torch
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.models import Merchant
+from learners import registry
 from ranking.dense.train import DenseTrainConfig, train_merchant
 
 
@@ -37,6 +38,11 @@ class Command(BaseCommand):
             help="register as a candidate instead of activating it",
         )
         parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="skip merchants that already have an active encoder (for start-up scripts)",
+        )
+        parser.add_argument(
             "--threads", type=int, help="torch CPU threads (default: torch's choice)"
         )
 
@@ -50,6 +56,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown merchant {slugs[0]!r}")
         config = DenseTrainConfig(epochs=options["epochs"], minutes=options["minutes"])
         for slug in slugs:
+            if options["if_missing"] and registry.active("encoder", slug):
+                self.stdout.write(f"{slug}: active encoder exists, skipped")
+                continue
             version = train_merchant(
                 slug,
                 config,

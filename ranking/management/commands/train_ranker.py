@@ -8,6 +8,7 @@ import torch
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from catalog.models import Merchant
+from learners import registry
 from ranking.ranker.model import RankerConfig
 from ranking.ranker.train import train_merchant_ranker
 
@@ -30,6 +31,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--candidate", action="store_true", help="register as a candidate, do not activate"
         )
+        parser.add_argument(
+            "--if-missing",
+            action="store_true",
+            help="skip merchants that already have an active ranker (for start-up scripts)",
+        )
         parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
 
     def handle(self, *args, **options) -> None:
@@ -40,6 +46,9 @@ class Command(BaseCommand):
             raise CommandError(f"unknown merchant {slug!r}")
         slugs = [slug] if slug else list(Merchant.objects.values_list("slug", flat=True))
         for merchant in slugs:
+            if options["if_missing"] and registry.active("ranker", merchant):
+                self.stdout.write(f"{merchant}: active ranker exists, skipped")
+                continue
             version = train_merchant_ranker(
                 merchant,
                 RankerConfig(epochs=options["epochs"]),
