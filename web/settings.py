@@ -130,3 +130,5 @@ SEARCH_DEFAULT_MERCHANT = os.environ.get("SEARCH_DEFAULT_MERCHANT", "")
 # POST /api/events requests per client IP and minute (token bucket, bursts up to the same
 # amount); 0 disables the limit. Generous: one page view sends a handful of beacons.
 EVENTS_RATE_PER_MIN = int(os.environ.get("EVENTS_RATE_PER_MIN", "600"))
+# console sign-in attempts per client IP and username and minute (web/console/views/auth.py)
+CONSOLE_LOGIN_ATTEMPTS_PER_MIN = int(os.environ.get("CONSOLE_LOGIN_ATTEMPTS_PER_MIN", "10"))
