@@ -29,13 +29,14 @@ import warnings
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from itertools import chain
 from typing import Any
 
 import numpy as np
 from django.db import transaction
 from tqdm import tqdm
 
-from catalog.models import Docid, DocidScheme, Merchant, Product
+from catalog.models import Docid, DocidScheme, Merchant, Product, RetiredDocid
 
 SEPARATOR = "/"
 #: Category token for products that have no category.
@@ -460,10 +461,12 @@ def _product_rows(merchant: Merchant, ids: Sequence[int] | None) -> list[tuple]:
 
 
 def _leaf_counters(merchant: Merchant) -> dict[str, int]:
-    """Highest leaf number in use under each parent prefix."""
+    """Highest leaf number ever handed out under each parent prefix (deleted products'
+    docids included: a leaf is never reused)."""
     counters: dict[str, int] = {}
-    paths = Docid.objects.filter(merchant=merchant).values_list("path", flat=True)
-    for path in paths.iterator(2000):
+    live = Docid.objects.filter(merchant=merchant).values_list("path", flat=True)
+    retired = RetiredDocid.objects.filter(merchant=merchant).values_list("path", flat=True)
+    for path in chain(live.iterator(2000), retired.iterator(2000)):
         parent, _, leaf = path.rpartition(SEPARATOR)
         if leaf.isdigit():
             counters[parent] = max(counters.get(parent, 0), int(leaf))
@@ -500,6 +503,7 @@ def assign(
         scheme = _latest_scheme(merchant)
         if rebuild:
             Docid.objects.filter(merchant=merchant).delete()
+            RetiredDocid.objects.filter(merchant=merchant).delete()  # models are retrained
 
         fit = scheme is None or rebuild
         rows = _product_rows(merchant, None if fit else product_ids)

@@ -121,6 +121,28 @@ class Docid(models.Model):
         return self.path.split("/")
 
 
+class RetiredDocid(models.Model):
+    """A docid whose product was deleted. Its leaf number is never handed out again: models
+    trained while the product existed still decode the path, and a new product under it would
+    inherit the old product's learned queries. A full re-derivation (``docids --rebuild``),
+    which retrains the models anyway, clears these.
+
+    No foreign-key constraint: rows are written while a cascade may be deleting the merchant.
+    """
+
+    merchant = models.ForeignKey(
+        Merchant, on_delete=models.DO_NOTHING, db_constraint=False, related_name="+"
+    )
+    path = models.CharField(max_length=1000)
+    retired_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["merchant", "path"], name="retired_docid_path")]
+
+    def __str__(self) -> str:
+        return self.path
+
+
 class DocidScheme(models.Model):
     """The learned part of a merchant's docids: text vectoriser and k-means centroids.
 

@@ -11,7 +11,7 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import Signal, receiver
 
-from catalog.models import Product
+from catalog.models import Docid, Product, RetiredDocid
 
 #: Sent with ``merchant_id`` and ``product_ids`` (list[int]) after products were created,
 #: updated or deleted. Receivers re-read the products: a missing or inactive one is removed.
@@ -43,3 +43,9 @@ def _product_saved(sender, instance: Product, created: bool, raw: bool = False, 
 @receiver(post_delete, sender=Product, dispatch_uid="catalog.product_deleted")
 def _product_deleted(sender, instance: Product, **kwargs) -> None:
     notify_products_changed(instance.merchant_id, [instance.pk])
+
+
+@receiver(post_delete, sender=Docid, dispatch_uid="catalog.docid_retired")
+def _docid_deleted(sender, instance: Docid, **kwargs) -> None:
+    """Keep the path so ``docids.assign`` never reuses its leaf (see :class:`RetiredDocid`)."""
+    RetiredDocid.objects.create(merchant_id=instance.merchant_id, path=instance.path)

@@ -235,6 +235,44 @@ def test_leaves_are_not_reused_within_parent(catalog_data):
 
 
 @pytest.mark.django_db
+def test_a_deleted_products_leaf_is_never_handed_out_again(catalog_data):
+    """Regression: deleting the newest product under a parent freed its leaf, so the next new
+    product inherited a docid the models had learned for the deleted one."""
+    a, chargers = catalog_data["a"], catalog_data["chargers"]
+    docids.assign(a)
+    old = Product.objects.create(merchant=a, sku="OLD", title="old charger", category=chargers)
+    docids.assign(a, product_ids=[old.pk])
+    old_path = Docid.objects.get(product=old).path
+    old.delete()
+    new = Product.objects.create(merchant=a, sku="NEW", title="new charger", category=chargers)
+    docids.assign(a, product_ids=[new.pk])
+
+    new_path = Docid.objects.get(product=new).path
+    assert new_path != old_path
+    assert int(tokens_of(new_path)[-1]) == int(tokens_of(old_path)[-1]) + 1
+
+
+@pytest.mark.django_db
+def test_rebuild_forgets_retired_docids(catalog_data):
+    from catalog.models import RetiredDocid
+
+    a = catalog_data["a"]
+    docids.assign(a)
+    Product.objects.filter(merchant=a).first().delete()
+    assert RetiredDocid.objects.filter(merchant=a).count() == 1
+    docids.assign(a, rebuild=True)
+    assert not RetiredDocid.objects.filter(merchant=a).exists()
+
+
+@pytest.mark.django_db
+def test_deleting_a_merchant_with_docids_works(catalog_data):
+    a = catalog_data["a"]
+    docids.assign(a)
+    a.delete()  # the retired-docid rows written during the cascade must not break it
+    assert not Docid.objects.filter(merchant_id=a.pk).exists()
+
+
+@pytest.mark.django_db
 def test_rebuild_creates_new_scheme_version(catalog_data):
     a, chargers = catalog_data["a"], catalog_data["chargers"]
     docids.assign(a)
