@@ -13,6 +13,10 @@ beam search) for the first query at ``--beam``, the budget that generative recal
 
 The client threads share the machine with the server, so on a small box the numbers include
 the client's own CPU cost; compare pipelines within one run.
+
+``--catalog-multiplier M`` adds recall latency at scale: BM25 and dense over a synthetic
+catalog ``M`` times the merchant's, built in a temporary directory (``ranking.benchmarks.scale``).
+``--pipelines=`` (empty) skips the HTTP part, ``--decode-repeats=0`` the decoder.
 """
 
 from __future__ import annotations
@@ -62,6 +66,12 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--decode-repeats", type=int, default=200, help="decoder runs measured (0: skip)"
     )
+    parser.add_argument(
+        "--catalog-multiplier",
+        help="also time bm25 and dense recall in-process on a synthetic catalog this many times "
+        "the merchant's (comma-separated, e.g. 30,300: ~100k and ~1M products from BestBuy); "
+        "built in a temporary directory, needs --merchant",
+    )
     parser.add_argument("--json", type=Path, dest="json_out", help="write results here")
 
 
@@ -69,26 +79,45 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     queries = list(load_queries(options["queries"]).values())
     if not queries:
         raise ValueError(f"{options['queries']}: no queries")
+    multipliers = [int(m) for m in _csv(options.get("catalog_multiplier") or "")]
+    if multipliers and not options.get("merchant"):
+        raise ValueError("--catalog-multiplier needs --merchant (whose catalog to multiply)")
     pipelines = _csv(options["pipelines"])
-    levels = [int(c) for c in _csv(options["concurrency"])]
-    with _site(options.get("url"), options["workers"]) as base_url:
-        client = Client(base_url, options.get("merchant"))
-        results = {
-            pipeline: {
-                str(c): client.measure(pipeline, queries, c, options["requests"]) for c in levels
-            }
-            for pipeline in pipelines
-        }
-    report: dict[str, Any] = {"url": options.get("url") or "gunicorn", "pipelines": results}
+    report: dict[str, Any] = {
+        "url": (options.get("url") or "gunicorn") if pipelines else None,
+        "pipelines": http_latency(options, pipelines, queries) if pipelines else {},
+    }
     if options["decode_repeats"]:
         report["decode"] = decode_latency(
             queries[0], options.get("merchant"), options["beam"], options["decode_repeats"]
         )
+    if multipliers:
+        from ranking.benchmarks.scale import measure_scale
+
+        report["scale"] = {
+            str(m): measure_scale(options["merchant"], m, queries) for m in multipliers
+        }
     print_table(report, out)
     if options.get("json_out"):
         Path(options["json_out"]).write_text(json.dumps(report, indent=2))
         out.write(f"wrote {options['json_out']}\n")
     return report
+
+
+def http_latency(
+    options: dict[str, Any], pipelines: list[str], queries: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Every pipeline at every concurrency level through the site (started here unless
+    ``--url``)."""
+    levels = [int(c) for c in _csv(options["concurrency"])]
+    with _site(options.get("url"), options["workers"]) as base_url:
+        client = Client(base_url, options.get("merchant"))
+        return {
+            pipeline: {
+                str(c): client.measure(pipeline, queries, c, options["requests"]) for c in levels
+            }
+            for pipeline in pipelines
+        }
 
 
 def _csv(value: str) -> list[str]:
@@ -221,19 +250,9 @@ def _wait_healthy(base_url: str, process, log: Path) -> None:
 
 
 def print_table(report: dict[str, Any], out) -> None:
-    table = Table(title="search latency over HTTP (/api/search)")
-    for column in ("pipeline", "clients", "p50 ms", "p95 ms", "p99 ms", "QPS", "errors"):
-        table.add_column(column, justify="left" if column == "pipeline" else "right")
-    for pipeline, levels in report["pipelines"].items():
-        for clients, row in levels.items():
-            table.add_row(
-                pipeline,
-                clients,
-                *(f"{row[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "qps")),
-                str(row["errors"]),
-            )
     console = Console(file=out, width=100)
-    console.print(table)
+    if report["pipelines"]:
+        console.print(http_table(report["pipelines"]))
     decode = report.get("decode")
     if decode and "skipped" not in decode:
         console.print(
@@ -243,3 +262,39 @@ def print_table(report: dict[str, Any], out) -> None:
         )
     elif decode:
         console.print(f"generative decode: skipped ({decode['skipped']})")
+    if report.get("scale"):
+        console.print(scale_table(report["scale"]))
+
+
+def scale_table(scale: dict[str, dict[str, Any]]) -> Table:
+    table = Table(title="recall latency at catalog scale (in-process, synthetic variants)")
+    columns = ("×", "products", "path", "p50 ms", "p95 ms", "p99 ms", "answered", "build s")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for multiplier, row in scale.items():
+        for path in ("bm25", "dense"):
+            cell = row[path]
+            table.add_row(
+                multiplier,
+                f"{row['products']:,}",
+                path if path == "bm25" else f"dense ({cell['encoder']})",
+                *(f"{cell[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms")),
+                f"{cell['with_results']}/{cell['queries']}",
+                f"{cell['build_s']:.0f}",
+            )
+    return table
+
+
+def http_table(pipelines: dict[str, dict[str, dict[str, float]]]) -> Table:
+    table = Table(title="search latency over HTTP (/api/search)")
+    for column in ("pipeline", "clients", "p50 ms", "p95 ms", "p99 ms", "QPS", "errors"):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for pipeline, levels in pipelines.items():
+        for clients, row in levels.items():
+            table.add_row(
+                pipeline,
+                clients,
+                *(f"{row[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "qps")),
+                str(row["errors"]),
+            )
+    return table

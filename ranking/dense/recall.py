@@ -66,7 +66,8 @@ def indexable(merchant: str, product_ids: Iterable[int] | None = None):
     return rows.select_related("docid", "category").order_by("pk")
 
 
-def _upsert(encoder: DenseEncoder, store: VectorStore, merchant: str, products: list) -> int:
+def upsert_vectors(encoder: DenseEncoder, store: VectorStore, merchant: str, products: list) -> int:
+    """Encode ``products`` and write their vectors (catalog sync, rebuilds, the scale bench)."""
     vectors = encoder.encode_products([product_doc(p) for p in products])
     categories = [p.category.path if p.category else "" for p in products]
     return store.upsert([p.pk for p in products], vectors, [merchant] * len(products), categories)
@@ -84,11 +85,11 @@ def build_collection(
     for product in rows.iterator(ENCODE_CHUNK):
         chunk.append(product)
         if len(chunk) == ENCODE_CHUNK:
-            total += _upsert(encoder, store, merchant, chunk)
+            total += upsert_vectors(encoder, store, merchant, chunk)
             bar.update(len(chunk))
             chunk = []
     if chunk:
-        total += _upsert(encoder, store, merchant, chunk)
+        total += upsert_vectors(encoder, store, merchant, chunk)
         bar.update(len(chunk))
     bar.close()
     return total
@@ -102,7 +103,7 @@ def sync_products(merchant_id: int, product_ids: list[int]) -> int:
         return 0
     present = list(indexable(slug, product_ids))
     current.store.delete(sorted(set(product_ids) - {p.pk for p in present}))
-    return _upsert(current.encoder, current.store, slug, present) if present else 0
+    return upsert_vectors(current.encoder, current.store, slug, present) if present else 0
 
 
 def prune_collections(merchant: str) -> list[str]:

@@ -31,8 +31,9 @@ from learners import conf
 VECTOR, MERCHANT, CATEGORY = "vector", "merchant", "category"
 #: Exact (FLAT) search by default: one shop's catalog is small enough and no neighbour is missed.
 #: ``MILVUS_INDEX_TYPE=HNSW`` builds an HNSW graph instead (FAISS in Milvus Lite, native in a
-#: Milvus server). Measured in Milvus Lite 3.2.2 at 100k vectors on 2 busy cores: ~130-460 ms
-#: per query with either index. The cost is not the index: Milvus Lite's pure-Python engine
+#: Milvus server). Measured in Milvus Lite 3.2.2 at 100k vectors on 2 busy cores: 0.13-2.7 s
+#: per query with either index (``bench latency --catalog-multiplier 30``: ~27 µs per row).
+#: The cost is not the index: Milvus Lite's pure-Python engine
 #: rebuilds a per-row visibility mask (dedup by sequence number, tombstones) in Python loops on
 #: every search (``milvus_lite/search/executor_indexed.py``), O(rows) per query. Large catalogs
 #: therefore need a Milvus server (``MILVUS_URI``).

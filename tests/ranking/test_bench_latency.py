@@ -88,3 +88,63 @@ def test_unknown_pipeline_is_a_clear_error(small_catalog, live_server, queries_f
             f"--queries={queries_file}",
             stdout=StringIO(),
         )
+
+
+def test_catalog_multiplier_times_bm25_and_dense_on_a_scratch_catalog(
+    small_catalog, queries_file, tmp_path
+):
+    from catalog.models import Product
+    from ranking import inverted
+
+    report_path, out = tmp_path / "latency.json", StringIO()
+    call_command(
+        "bench",
+        "latency",
+        "--pipelines=",
+        "--decode-repeats=0",
+        "--catalog-multiplier=5",
+        "--merchant=phone-shop",
+        f"--queries={queries_file}",
+        "--json",
+        str(report_path),
+        stdout=out,
+    )
+    scale = json.loads(report_path.read_text())["scale"]["5"]
+    assert scale["products"] == 20  # 4 phone-shop products x 5
+    for path in ("bm25", "dense"):
+        row = scale[path]
+        assert row["indexed"] == 20 and row["queries"] == 4
+        assert row["with_results"] == 4
+        assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+    assert scale["dense"]["encoder"].startswith("untrained")
+    assert "catalog scale" in out.getvalue()
+    # the caller's catalog and index are untouched
+    assert Product.objects.count() == 6
+    assert inverted.get_index("phone-shop").num_docs() == 4
+
+
+def test_variants_are_deterministic_and_distinct(small_catalog):
+    from ranking.benchmarks.scale import load_catalog, variant
+
+    catalog = load_catalog("phone-shop", 3)
+    products = list(catalog.products())
+    assert len(products) == len(catalog) == 12
+    assert [p.pk for p in products] == list(range(1, 13))
+    source = catalog.sources[0]
+    assert products[0].title == source.title and products[0].sku == f"{source.sku}-v0"
+    again = variant(source, 2, pk=99)
+    assert again.sku == f"{source.sku}-v2" and again.title == products[8].title
+    assert again.title.startswith(source.title) and again.title != source.title
+    assert len({p.title for p in products}) > len(catalog.sources)
+
+
+def test_catalog_multiplier_needs_a_merchant(small_catalog, queries_file):
+    with pytest.raises(CommandError, match="needs --merchant"):
+        call_command(
+            "bench",
+            "latency",
+            "--pipelines=",
+            "--catalog-multiplier=2",
+            f"--queries={queries_file}",
+            stdout=StringIO(),
+        )
