@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from catalog.models import Merchant, Product
-from learners import registry
+from learners import conf, registry
 from learners.generative.data import product_doc
 from learners.models import ModelVersion
 from ranking.active_models import ActiveModels
@@ -153,3 +153,9 @@ class DenseRecall:
             for rank, h in enumerate(hits, start=1)
         ]
         return RecallResult(candidates=candidates, total=len(candidates))
+
+
+def dense_rrf_weight() -> float:
+    """Weight of dense candidates in the hybrid pipeline's rank fusion (``DENSE_RRF_WEIGHT``;
+    see ``ranking.service.RRF_WEIGHTS`` for the measurements behind the default)."""
+    return float(conf.get("DENSE_RRF_WEIGHT", 0.2))

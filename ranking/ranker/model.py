@@ -21,8 +21,9 @@ Serving score: a *bounded correction of the recall prior*::
 
     prior + b_rel·tanh(w_rel·rel) + b_events·tanh(w_click·click + w_purchase·purchase)
 
-where the prior is the BM25 reciprocal rank (``prior``) and ``bounds`` caps how far each kind
-of evidence may move a result. Why: relevance labels here are pseudo-labels from catalog
+where the prior is the reciprocal rank in the reciprocal-rank-fusion order of the recall paths
+(at training time the BM25 reciprocal rank, ``RankerConfig.prior``) and ``bounds`` caps how far
+each kind of evidence may move a result. Why: relevance labels here are pseudo-labels from catalog
 structure (no judgments may be used), and an unbounded ranker trained on them alone (ListNet or
 RankNet) fitted them well (held-out pseudo NDCG@10 0.82 vs BM25 0.72) but reordered the BestBuy
 dev set to NDCG@10 0.61-0.73 against BM25's 0.85: what a generated query "means" is not what a
@@ -134,15 +135,20 @@ class FusionRanker:
             return np.zeros((0, len(HEADS)), dtype=np.float32)
         return self.net(self._tensor(features)).numpy()
 
-    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(final scores [n], head logits [n, 3])."""
+    def score(
+        self, features: np.ndarray, prior: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(final scores [n], head logits [n, 3]). ``prior`` replaces the trained recall prior
+        (serving passes the reciprocal rank in the rank-fusion order it corrects)."""
         logits = self.heads(features)
         weights = self.weights
         relevance_bound, events_bound = self.config.bounds
         correction = relevance_bound * np.tanh(logits[:, 0] * weights[0]) + events_bound * np.tanh(
             logits[:, 1:] @ weights[1:]
         )
-        return recall_prior(features, self.config.prior) + correction, logits
+        if prior is None:
+            prior = recall_prior(features, self.config.prior)
+        return prior + correction, logits
 
     def save(self, directory: Path, metrics: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)

@@ -60,7 +60,10 @@ def rerank(
     pids, features = candidate_features(
         request.query, window, infos, signals.rates(request.merchant)
     )
-    final, heads = ranker.score(features)
+    # the heads correct the rank-fusion order (its weights were measured, see service.py)
+    fused_rank = {c.product_id: rank for rank, c in enumerate(fallback, start=1)}
+    prior = np.array([1.0 / fused_rank[pid] for pid in pids], dtype=np.float32)
+    final, heads = ranker.score(features, prior)
     order = [int(i) for i in np.argsort(-final, kind="stable")]
     order = _diversify(order, final, pids, infos, request.merchant)
     found_by = {c.product_id: c.path.split("+") for c in fallback}

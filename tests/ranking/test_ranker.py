@@ -71,6 +71,20 @@ def test_heads_learn_their_own_labels_and_survive_save_load(tmp_path):
     np.testing.assert_allclose(loaded.score(features)[0], ranker.score(features)[0], atol=1e-5)
 
 
+def test_serving_prior_replaces_the_trained_one_and_corrections_stay_bounded():
+    only_relevance = [g for g in synthetic_groups(20) if g.relevance is not None]
+    ranker, _ = train_ranker(only_relevance, RankerConfig(epochs=2))
+    features = only_relevance[0].features
+    fused_order_prior = 1.0 / np.arange(1, len(features) + 1, dtype=np.float32)
+
+    final, _ = ranker.score(features, fused_order_prior)
+
+    bound = ranker.config.bounds[0]  # only the relevance head is trained here
+    assert np.all(np.abs(final - fused_order_prior) <= bound + 1e-6)
+    trained_prior, _ = ranker.score(features)
+    assert not np.allclose(final, trained_prior)
+
+
 def test_untrained_heads_do_not_score():
     only_relevance = [g for g in synthetic_groups(20) if g.relevance is not None]
     ranker, _ = train_ranker(only_relevance, RankerConfig(epochs=2))
