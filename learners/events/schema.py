@@ -50,7 +50,10 @@ MerchantSlug = Annotated[
 ]
 Sku = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Query = Annotated[str, StringConstraints(max_length=MAX_QUERY_CHARS)]
-ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+#: the serving versions, comma-joined (ranking.service.served_by): a generative adapter or base,
+#: an encoder and a ranker, each a registry name of up to 200 characters
+MAX_MODEL_VERSION_CHARS = 1024
+ModelVersion = Annotated[str, StringConstraints(min_length=1, max_length=MAX_MODEL_VERSION_CHARS)]
 Position = Annotated[int, Field(ge=1, le=MAX_POSITION, strict=True)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY, strict=True)]
 Price = Annotated[Decimal, Field(ge=0, max_digits=12, decimal_places=2)]

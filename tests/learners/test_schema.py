@@ -136,3 +136,18 @@ def test_defaults_fill_only_the_envelope():
     assert event.schema_version == 1
     # an explicit id is kept: retries must not mint new ones
     assert with_defaults({"event_id": "x"})["event_id"] == "x"
+
+
+def test_impression_names_every_serving_model():
+    """Regression: with the generative base and the ranker both serving, the comma-joined
+    version (71 characters) was over a 64-character limit, so every live impression went to
+    the dead-letter topic and no click could be tied to its search."""
+    versions = ",".join(
+        [
+            "adapter-bestbuy-20300107T00-b2",
+            "encoder-bestbuy-20261126T081743-b892",
+            "ranker-bestbuy-20261126T081943-ebfe",
+        ]
+    )
+    event = parse_event(f.impression(model_version=versions))
+    assert event.model_version == versions
