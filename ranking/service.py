@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from ranking.inverted import query_terms
 from ranking.ranker.serving import explain_hits, rerank
 from ranking.recall import InvertedRecall, RecallPath, RecallRequest, RecallResult
 from ranking.types import Candidate, FacetCount, SearchResponse, SearchResult
+
+log = logging.getLogger(__name__)
 
 #: How many candidates each recall path proposes before fusion cuts to the requested page.
 RECALL_DEPTH = 200
@@ -76,7 +79,7 @@ def search(
     results: dict[str, RecallResult] = {}
     for path in paths:
         path_started = time.perf_counter()
-        results[path.name] = path.recall(request)
+        results[path.name] = recall_or_degrade(path, request, alone=len(paths) == 1)
         timings[path.name] = (time.perf_counter() - path_started) * 1000
 
     fuse_started = time.perf_counter()
@@ -105,6 +108,19 @@ def search(
         corrected_query=primary.corrected_query,
         model_version=served_by(paths, reranked.version if reranked else None),
     )
+
+
+def recall_or_degrade(path: RecallPath, request: RecallRequest, *, alone: bool) -> RecallResult:
+    """One path's candidates. In a fused pipeline a failing path (vector store down, model
+    file unreadable) is logged and left out, so shoppers still get the other paths' results;
+    a single-path pipeline (benchmarks, debugging) lets the error through."""
+    if alone:
+        return path.recall(request)
+    try:
+        return path.recall(request)
+    except Exception:
+        log.exception("recall path %s failed; serving without it", path.name)
+        return RecallResult(candidates=[], total=0)
 
 
 def served_by(paths: list[RecallPath], ranker: str | None = None) -> str | None:

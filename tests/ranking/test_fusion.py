@@ -75,6 +75,25 @@ def test_hybrid_without_ranker_is_rrf_and_debug_names_paths(small_catalog):
         assert hit.debug["fusion"] == "rrf" and hit.debug["paths"] == ["bm25"]
 
 
+def test_a_failing_path_is_left_out_of_hybrid_but_fails_its_own_pipeline(
+    small_catalog, monkeypatch, caplog
+):
+    """Regression: a dense path that could not reach Milvus answered /api/search with 500."""
+    from ranking.dense.recall import DenseRecall
+
+    def unreachable(self, request):
+        raise ConnectionError("vector store unreachable")
+
+    monkeypatch.setattr(DenseRecall, "recall", unreachable)
+    hybrid = search("iphone", merchant="phone-shop", pipeline="hybrid")
+    assert [r.sku for r in hybrid.results] == [
+        r.sku for r in search("iphone", merchant="phone-shop", pipeline="bm25").results
+    ]
+    assert "recall path dense failed" in caplog.text
+    with pytest.raises(ConnectionError):
+        search("iphone", merchant="phone-shop", pipeline="dense")
+
+
 def test_ranker_serves_hybrid_with_missing_paths_and_explains(small_catalog):
     # no encoder and no generative model: only bm25 proposes candidates
     version = train_merchant_ranker("phone-shop", RankerConfig(epochs=5), queries=40)
