@@ -224,10 +224,39 @@ def _site(url: str | None, workers: int) -> Iterator[str]:
     }
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
         log = Path(workdir) / "web.log"
-        with child(argv, env, log) as process:
+        with _vector_server(env, Path(workdir)), child(argv, env, log) as process:
             base_url = f"http://127.0.0.1:{port}"
             _wait_healthy(base_url, process, log)
             yield base_url
+
+
+@contextlib.contextmanager
+def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[None]:
+    """Milvus Lite opens its directory in one process only, so several gunicorn workers need
+    a ``milvus-lite server`` in front of it (as the platform's supervisor runs); without one
+    every worker but the first failed its dense searches. Sets ``MILVUS_URI`` in ``env``."""
+    from learners import conf
+    from learners.benchmarks.ingest import child, log_tail
+    from learners.broker import free_port, tcp_reachable
+
+    if conf.get("MILVUS_URI", ""):
+        yield
+        return
+    from django.conf import settings
+
+    port = free_port()
+    server = Path(sys.executable).with_name("milvus-lite")
+    argv = [str(server), "server", "--data-dir", str(Path(settings.DATA_DIR) / "milvus.db")]
+    argv += ["--host", "127.0.0.1", "--port", str(port)]
+    log = workdir / "milvus.log"
+    with child(argv, env, log) as process:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not tcp_reachable(f"127.0.0.1:{port}"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise ValueError(f"milvus-lite server did not start:\n{log_tail(log)}")
+            time.sleep(0.2)
+        env["MILVUS_URI"] = f"http://127.0.0.1:{port}"
+        yield
 
 
 def _wait_healthy(base_url: str, process, log: Path) -> None:
