@@ -147,6 +147,17 @@ def start_child(args: list[str], env: dict[str, str], log_path: Path) -> subproc
         )
 
 
+#: A real Celery worker for tests: one in-process pool, no cluster chatter to wait for.
+CELERY_WORKER_ARGS = [
+    "-m", "celery", "-A", "learners.celery", "worker", "--pool=solo", "--concurrency=1",
+    "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel=INFO",
+]  # fmt: skip
+
+
+def start_celery_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    return start_child(CELERY_WORKER_ARGS, env, log_path)
+
+
 def stop_child(process: subprocess.Popen, timeout: float = 20) -> int:
     if process.poll() is None:
         process.terminate()

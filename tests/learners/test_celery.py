@@ -13,7 +13,7 @@ from learners.events.schema import parse_event
 from learners.models import HourlyAggregate
 from learners.tasks import monthly_rebuild
 from tests.learners import factories as f
-from tests.learners.conftest import child_env, start_child, stop_child
+from tests.learners.conftest import child_env, start_celery_worker, stop_child
 
 
 def test_app_is_configured_from_settings(settings):
@@ -55,23 +55,7 @@ def test_worker_process_runs_aggregate_hour(redis_server, tmp_path):
     )
     env = child_env(CELERY_BROKER_URL=redis_server.url)
     log = tmp_path / "worker.log"
-    worker = start_child(
-        [
-            "-m",
-            "celery",
-            "-A",
-            "learners.celery",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel=INFO",
-        ],
-        env,
-        log,
-    )
+    worker = start_celery_worker(env, log)
     client = create_app(broker_url=redis_server.url)
     try:
         result = client.send_task("learners.tasks.aggregate_hour", args=[f.T0.isoformat()])

@@ -20,7 +20,7 @@ from learners.events.consumer import EventConsumer
 from learners.events.schema import parse_event
 from learners.models import Event, ModelVersion
 from learners.online.simulator import Page, Result, ShopperModel, Simulator
-from tests.learners.conftest import child_env, start_child, stop_child
+from tests.learners.conftest import child_env, start_celery_worker, stop_child
 from tests.learners.test_online_learning import HOUR, SHOP, make_shop, tiny_base
 
 #: Queries BM25 answers in the shop, with the products judged exact (2) or substitute (1).
@@ -171,12 +171,7 @@ def test_a_celery_worker_trains_the_hour_once(live_shop, redis_server, tmp_path)
         ONLINE_MAX_PROBE_DROP="100",
     )
     log = tmp_path / "worker.log"
-    worker = start_child(
-        ["-m", "celery", "-A", "learners.celery", "worker", "--pool=solo", "--without-gossip"]
-        + ["--without-mingle", "--without-heartbeat", "--loglevel=INFO"],
-        env,
-        log,
-    )
+    worker = start_celery_worker(env, log)
     client = create_app(broker_url=redis_server.url)
     try:
         first = client.send_task("learners.tasks.train_hourly_adapter", args=[HOUR.isoformat()])

@@ -18,7 +18,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 
 from catalog.models import FeedUpload, Merchant, MerchantMembership
-from tests.learners.conftest import child_env, redis_server, start_child, stop_child
+from tests.learners.conftest import child_env, redis_server, start_celery_worker, stop_child
 
 __all__ = ["redis_server"]  # the session's real redis-server, for ``celery_worker``
 
@@ -111,23 +111,7 @@ def celery_worker(redis_server, monkeypatch, settings, isolated_data_dir):
     app.amqp._producer_pool = None
     env = child_env(CELERY_BROKER_URL=redis_server.url, SEARCH_MEDIA_DIR=str(settings.MEDIA_ROOT))
     log = isolated_data_dir / "worker.log"
-    worker = start_child(
-        [
-            "-m",
-            "celery",
-            "-A",
-            "learners.celery",
-            "worker",
-            "--pool=solo",
-            "--concurrency=1",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel=INFO",
-        ],
-        env,
-        log,
-    )
+    worker = start_celery_worker(env, log)
     yield log
     stop_child(worker)
 
