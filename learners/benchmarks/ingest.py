@@ -20,7 +20,6 @@ import http.client
 import json
 import os
 import queue
-import signal
 import statistics
 import subprocess
 import sys
@@ -33,10 +32,11 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from rich.console import Console
 from rich.table import Table
+
+from learners.processes import child, database_url, log_tail
 
 MERCHANT = "bench-ingest"
 #: Sessions the events are spread over (the Kafka key: spreads them over the partitions).
@@ -116,62 +116,6 @@ def generate_events(count: int, tag: str) -> list[dict[str, Any]]:
             event |= {"type": "purchase", "sku": f"SKU-{i % 997}", "quantity": 1, "price": "9.99"}
         events.append(event)
     return events
-
-
-# -- child processes ---------------------------------------------------------------------------
-
-
-def database_url() -> str:
-    """The URL of this process's database, for the ``DATABASE_URL`` of a child process."""
-    from django.db import connection
-
-    d = connection.settings_dict
-    if d["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{d['NAME']}"
-    user, password = quote(d["USER"] or "", safe=""), quote(d["PASSWORD"] or "", safe="")
-    return f"postgres://{user}:{password}@{d['HOST']}:{d['PORT'] or 5432}/{d['NAME']}"
-
-
-@contextlib.contextmanager
-def child(argv: list[str], env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """A child process in its own group (gunicorn forks workers) that dies with us; on exit
-    SIGTERM to the group, SIGKILL after 20 s."""
-    from learners.broker import kill_when_parent_dies
-
-    with open(log_path, "ab") as output:
-        process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=kill_when_parent_dies,
-        )
-    try:
-        yield process
-    finally:
-        _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group
-
-
-def log_tail(path: Path, chars: int = 3000) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 @dataclass
@@ -511,9 +455,6 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "cpus": os.cpu_count(),
     }
     print_table(report, out)
-    if options.get("json_out"):
-        Path(options["json_out"]).write_text(json.dumps(report, indent=2))
-        out.write(f"wrote {options['json_out']}\n")
     return report
 
 

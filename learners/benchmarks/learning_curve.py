@@ -358,11 +358,11 @@ def plot(report: dict, path: Path) -> None:
 
 
 def _write(report: dict, options: dict, out) -> None:
+    """Draw the PNG (beside ``--json`` unless ``--plot`` names it) and name it in the report, so
+    the benchmark history keeps a copy for the console; ``bench`` writes the JSON itself."""
     json_out, png = options.get("json_out"), options.get("plot")
-    if json_out:
-        Path(json_out).write_text(json.dumps(report, indent=2))
-        out.write(f"wrote {json_out}\n")
-        png = png or Path(json_out).with_suffix(".png")
+    png = png or (Path(json_out).with_suffix(".png") if json_out else None)
     if png:
         plot(report, Path(png))
+        report["plot"] = str(png)
         out.write(f"wrote {png}\n")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import statistics
 import sys
@@ -98,9 +97,6 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
             str(m): measure_scale(options["merchant"], m, queries) for m in multipliers
         }
     print_table(report, out)
-    if options.get("json_out"):
-        Path(options["json_out"]).write_text(json.dumps(report, indent=2))
-        out.write(f"wrote {options['json_out']}\n")
     return report
 
 
@@ -209,8 +205,8 @@ def _site(url: str | None, workers: int) -> Iterator[str]:
         return
     from django.conf import settings
 
-    from learners.benchmarks.ingest import child, database_url
     from learners.broker import free_port
+    from learners.processes import child, database_url
 
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "web.wsgi:application", f"--workers={workers}"]
@@ -236,8 +232,8 @@ def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[None]:
     a ``milvus-lite server`` in front of it (as the platform's supervisor runs); without one
     every worker but the first failed its dense searches. Sets ``MILVUS_URI`` in ``env``."""
     from learners import conf
-    from learners.benchmarks.ingest import child, log_tail
     from learners.broker import free_port, tcp_reachable
+    from learners.processes import child, log_tail
 
     if conf.get("MILVUS_URI", ""):
         yield
@@ -261,7 +257,7 @@ def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[None]:
 
 def _wait_healthy(base_url: str, process, log: Path) -> None:
     """Block until the site answers ``/healthz``; fail with its log if it dies or hangs."""
-    from learners.benchmarks.ingest import log_tail
+    from learners.processes import log_tail
 
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     parts = urllib.parse.urlsplit(base_url)

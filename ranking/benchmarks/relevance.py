@@ -124,9 +124,6 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "pipelines": results,
     }
     print_table(report, out, k)
-    if options.get("json_out"):
-        Path(options["json_out"]).write_text(json.dumps(report, indent=2))
-        out.write(f"wrote {options['json_out']}\n")
     return report
 
 

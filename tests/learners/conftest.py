@@ -23,12 +23,12 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 from django.conf import settings
 
 from learners.broker import LocalBroker, start_local_broker
+from learners.processes import database_url
 from learners.redis_server import LocalRedis, start_local_redis
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,17 +55,6 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _TEMP_DB_DIR is not None:
         shutil.rmtree(_TEMP_DB_DIR, ignore_errors=True)
-
-
-def database_url() -> str:
-    """The URL of the database this test process uses, for ``DATABASE_URL`` of a child."""
-    from django.db import connection
-
-    d = connection.settings_dict
-    if d["ENGINE"].endswith("sqlite3"):
-        return f"sqlite:///{d['NAME']}"
-    user, password = quote(d["USER"] or "", safe=""), quote(d["PASSWORD"] or "", safe="")
-    return f"postgres://{user}:{password}@{d['HOST']}:{d['PORT'] or 5432}/{d['NAME']}"
 
 
 @pytest.fixture(scope="session")

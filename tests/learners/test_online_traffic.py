@@ -150,6 +150,10 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     assert report["hours"] == [1, 2] and len(report["eval_ndcg@10"]) == 2
     assert {"base_eval_ndcg@10", "base_probe_ndcg@10", "adapter_train_s"} <= set(report)
     assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
+    from ranking.benchmarks.history import bench_dir
+
+    assert report["plot"] == str(tmp_path / "curve.png")
+    assert len(list(bench_dir().glob("learning-curve-*.png"))) == 1  # the console's copy
     evaluation = json.loads((tmp_path / "split" / "eval_queries.json").read_text())
     searched = set(Event.objects.filter(type="impression").values_list("query", flat=True))
     assert searched and not searched & {q["query"] for q in evaluation}  # eval never trafficked

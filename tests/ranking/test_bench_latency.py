@@ -8,7 +8,6 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from ranking import generative
 from ranking.benchmarks.latency import percentiles
 from tests.learners.conftest import _KAFKA_WARNINGS
 from tests.ranking.test_generative_search import publish_version
@@ -27,14 +26,6 @@ def queries_file(tmp_path):
     queries = ["otterbox case", "speck presidio", "galaxy s8", "iphone 7 unlocked"]
     path.write_text(json.dumps([{"qid": str(i), "query": q} for i, q in enumerate(queries)]))
     return path
-
-
-@pytest.fixture(autouse=True)
-def fresh_serving(settings):
-    settings.GENERATIVE_RELOAD_SECONDS = 0.0
-    generative.reset_cache()
-    yield
-    generative.reset_cache()
 
 
 def test_percentiles():

@@ -45,14 +45,6 @@ def trained_cache(tmp_path_factory) -> dict[str, Path]:
     return {"root": tmp_path_factory.mktemp("trained")}
 
 
-@pytest.fixture(autouse=True)
-def fresh_serving(settings):
-    settings.GENERATIVE_RELOAD_SECONDS = 0.0
-    generative.reset_cache()
-    yield
-    generative.reset_cache()
-
-
 def publish_version(cache: dict, slug: str, seed: int = 0, status: str = "active") -> ModelVersion:
     """Train (once per seed) on ``slug``'s catalog, copy into the registry, register."""
     source = cache["root"] / f"seed{seed}"

@@ -4,6 +4,8 @@ the result in the benchmark history (:mod:`ranking.benchmarks.history`) for the 
 from __future__ import annotations
 
 import importlib
+import json
+from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -31,7 +33,11 @@ class Command(BaseCommand):
             result = module.run(options, self.stdout)
         except (FileNotFoundError, ValueError) as error:
             raise CommandError(str(error)) from error
-        if isinstance(result, dict):
-            kept = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
-            path = history.record(benchmark, kept, result)
-            self.stdout.write(f"recorded in {path}\n")
+        if not isinstance(result, dict):
+            return
+        if options.get("json_out"):  # every benchmark's --json
+            Path(options["json_out"]).write_text(json.dumps(result, indent=2, default=str))
+            self.stdout.write(f"wrote {options['json_out']}\n")
+        kept = {k: v for k, v in options.items() if k not in COMMON_OPTIONS}
+        path = history.record(benchmark, kept, result)
+        self.stdout.write(f"recorded in {path}\n")
