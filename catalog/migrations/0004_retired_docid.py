@@ -5,22 +5,34 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0003_console_membership_feedupload'),
+        ("catalog", "0003_console_membership_feedupload"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='RetiredDocid',
+            name="RetiredDocid",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('path', models.CharField(max_length=1000)),
-                ('retired_at', models.DateTimeField(auto_now_add=True)),
-                ('merchant', models.ForeignKey(db_constraint=False, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='catalog.merchant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("path", models.CharField(max_length=1000)),
+                ("retired_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "merchant",
+                    models.ForeignKey(
+                        db_constraint=False,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="catalog.merchant",
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['merchant', 'path'], name='retired_docid_path')],
+                "indexes": [models.Index(fields=["merchant", "path"], name="retired_docid_path")],
             },
         ),
     ]
