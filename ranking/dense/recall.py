@@ -20,6 +20,7 @@ from learners.generative.data import product_doc
 from learners.models import ModelVersion
 from ranking.active_models import ActiveModels
 from ranking.dense.encoder import DenseEncoder
+from ranking.dense.replica import ExactReplica, VectorIndex
 from ranking.dense.store import VectorStore, collection_name
 from ranking.recall import RecallRequest, RecallResult, merge_results
 from ranking.types import Candidate
@@ -31,7 +32,19 @@ ENCODE_CHUNK = 2000
 class ServingEncoder:
     version: str
     encoder: DenseEncoder
+    #: where writes go (the system of record)
     store: VectorStore
+    #: where searches go: the store itself, or its in-memory replica (``DENSE_SERVING``)
+    index: VectorIndex
+
+
+def serving_mode() -> str:
+    """``replica`` (default: exact search over an in-memory copy, see ``ranking.dense.replica``)
+    or ``milvus`` (every search asks Milvus: the choice for a Milvus server shared by hosts)."""
+    mode = conf.get("DENSE_SERVING", "replica").lower()
+    if mode not in ("replica", "milvus"):
+        raise ValueError(f"DENSE_SERVING must be 'replica' or 'milvus', not {mode!r}")
+    return mode
 
 
 def load_serving(version: ModelVersion, merchant: str) -> ServingEncoder:
@@ -41,7 +54,8 @@ def load_serving(version: ModelVersion, merchant: str) -> ServingEncoder:
         store.load()
     else:
         build_collection(encoder, store, merchant)
-    return ServingEncoder(version.name, encoder, store)
+    index = ExactReplica(store) if serving_mode() == "replica" else store
+    return ServingEncoder(version.name, encoder, store, index)
 
 
 _serving: ActiveModels[ServingEncoder] = ActiveModels("encoder", load_serving)
@@ -145,7 +159,7 @@ class DenseRecall:
         if current is None:
             return RecallResult(candidates=[], total=0)
         vector = current.encoder.encode([request.query])[0]
-        hits = current.store.search(
+        hits = current.index.search(
             vector, request.limit, merchant=merchant, category=request.category
         )
         candidates = [

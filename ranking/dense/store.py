@@ -16,8 +16,10 @@ category path, so searches filter by merchant and by category subtree.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,30 @@ def collection_name(version: str) -> str:
     return "dense_" + re.sub(r"[^0-9A-Za-z_]", "_", version)
 
 
+# Generation markers: a token per collection, replaced by every write, so the in-memory replicas
+# of other processes (``ranking.dense.replica``) know when to reload.
+
+
+def _marker(collection: str) -> Path:
+    return Path(settings.DATA_DIR) / "vector-generations" / collection
+
+
+def bump_generation(collection: str) -> None:
+    """Tell replicas of ``collection`` that it changed (atomic replace: never a torn read)."""
+    path = _marker(collection)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    scratch.write_text(uuid.uuid4().hex)
+    os.replace(scratch, path)
+
+
+def current_generation(collection: str) -> str:
+    try:
+        return _marker(collection).read_text()
+    except FileNotFoundError:
+        return ""
+
+
 @dataclass(frozen=True)
 class VectorHit:
     product_id: int
@@ -130,6 +156,7 @@ class VectorStore:
         params = HNSW_PARAMS if kind == "HNSW" else {}
         index.add_index(VECTOR, index_type=kind, metric_type="IP", params=params)
         self.client.create_collection(self.name, schema=schema, index_params=index)
+        self._changed()
 
     def load(self) -> None:
         """Load the collection into memory: a process opening an existing collection finds it
@@ -155,11 +182,13 @@ class VectorStore:
                 )
             ]
             self.client.upsert(self.name, rows)
+        self._changed()
         return len(ids)
 
     def delete(self, ids: Sequence[int]) -> None:
         if ids:
             self.client.delete(self.name, ids=[int(i) for i in ids])
+            self._changed()
 
     def count(self) -> int:
         stats = self.client.get_collection_stats(self.name)
@@ -193,3 +222,8 @@ class VectorStore:
     def drop(self) -> None:
         if self.exists():
             self.client.drop_collection(self.name)
+            self._changed()
+
+    def _changed(self) -> None:
+        """Every write tells in-memory replicas to reload (``ranking.dense.replica``)."""
+        bump_generation(self.name)

@@ -101,7 +101,7 @@ def _similarity(ids: list[int], infos: dict[int, ProductInfo], merchant: str) ->
 
     current = serving(merchant)
     if current is not None:
-        vectors = current.store.vectors(ids)
+        vectors = current.index.vectors(ids)
         if len(vectors) == len(ids):
             return diversity.vector_similarity(np.stack([vectors[i] for i in ids]))
     return diversity.structural_similarity(

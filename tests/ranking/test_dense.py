@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from catalog.models import Product
 from learners import registry
 from ranking import search
+from ranking.dense import replica as replica_module
 from ranking.dense.encoder import DenseEncoder
 from ranking.dense.recall import reset_serving, serving
+from ranking.dense.replica import ExactReplica
 from ranking.dense.store import VectorStore, filter_expression, reset_clients
 from ranking.dense.train import DenseTrainConfig, train_merchant
 from ranking.features import content_words
@@ -30,7 +34,21 @@ def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
 
 
-def test_store_round_trip_with_merchant_and_category_filters(db):
+class Searched:
+    """The store under test seen through one serving mode: Milvus itself, or its replica
+    (reloaded explicitly after each write, as its background check would a second later)."""
+
+    def __init__(self, store: VectorStore, mode: str) -> None:
+        self.store = store
+        self.index = ExactReplica(store) if mode == "replica" else store
+
+    def after_write(self) -> None:
+        if isinstance(self.index, ExactReplica):
+            self.index.refresh()
+
+
+@pytest.mark.parametrize("mode", ["milvus", "replica"])
+def test_store_round_trip_with_merchant_and_category_filters(db, mode):
     rng = np.random.default_rng(0)
     vectors = unit(rng.normal(size=(6, 8)))
     store = VectorStore("encoder-test-v1", dim=8)
@@ -42,21 +60,64 @@ def test_store_round_trip_with_merchant_and_category_filters(db):
         ["phones/cases", "phones/cases/slim", "phones", "phones/cases", "food", "phonesx"],
     )
     assert store.count() == 6
+    searched = Searched(store, mode)
+    index = searched.index
 
-    nearest = store.search(vectors[0], 3)
+    nearest = index.search(vectors[0], 3)
     assert nearest[0].product_id == 1 and nearest[0].score == pytest.approx(1.0, abs=1e-4)
-    in_a = {h.product_id for h in store.search(vectors[3], 10, merchant="a")}
+    in_a = {h.product_id for h in index.search(vectors[3], 10, merchant="a")}
     assert in_a == {1, 2, 3, 6}
     # a category filter keeps the subtree, not sibling paths that merely share a prefix
-    cases = {h.product_id for h in store.search(vectors[0], 10, category="phones/cases")}
+    cases = {h.product_id for h in index.search(vectors[0], 10, category="phones/cases")}
     assert cases == {1, 2, 4}
-    both = {h.product_id for h in store.search(vectors[0], 10, merchant="a", category="phones")}
+    both = {h.product_id for h in index.search(vectors[0], 10, merchant="a", category="phones")}
     assert both == {1, 2, 3}
+    assert index.search(vectors[0], 10, merchant="no-such-shop") == []
 
     store.delete([2])
     store.upsert([1], vectors[4:5], ["a"], ["food"])
-    assert {h.product_id for h in store.search(vectors[0], 10, category="phones/cases")} == {4}
-    np.testing.assert_allclose(store.vectors([1])[1], vectors[4], atol=1e-5)
+    searched.after_write()
+    assert {h.product_id for h in index.search(vectors[0], 10, category="phones/cases")} == {4}
+    np.testing.assert_allclose(index.vectors([1, 99])[1], vectors[4], atol=1e-5)
+    assert set(index.vectors([1, 99])) == {1}
+
+
+def test_replica_ranks_exactly_like_milvus(db):
+    rng = np.random.default_rng(1)
+    vectors = unit(rng.normal(size=(300, 16)))
+    store = VectorStore("encoder-test-exact", dim=16)
+    store.create()
+    categories = [f"c{i % 7}" for i in range(300)]
+    store.upsert(list(range(1, 301)), vectors, ["a"] * 300, categories)
+    replica = ExactReplica(store)
+    for query in unit(rng.normal(size=(5, 16))):
+        for category in (None, "c3"):
+            expected = store.search(query, 20, category=category)
+            got = replica.search(query, 20, category=category)
+            assert [h.product_id for h in got] == [h.product_id for h in expected]
+            np.testing.assert_allclose(
+                [h.score for h in got], [h.score for h in expected], atol=1e-5
+            )
+
+
+def test_replica_reloads_in_the_background_when_another_writer_changes_the_collection(
+    db, monkeypatch
+):
+    monkeypatch.setattr(replica_module, "REFRESH_CHECK_S", 0.0)
+    vectors = unit(np.eye(4, dtype=np.float32) + 0.01)
+    store = VectorStore("encoder-test-follow", dim=4)
+    store.create()
+    store.upsert([1, 2], vectors[:2], ["a", "a"], ["x", "x"])
+    replica = ExactReplica(store)
+    assert len(replica) == 2
+
+    # a second handle stands for another process writing (the marker file is all they share)
+    VectorStore("encoder-test-follow", dim=4).upsert([3], vectors[2:3], ["a"], ["x"])
+    deadline = time.monotonic() + 30
+    while len(replica) < 3 and time.monotonic() < deadline:
+        replica.search(vectors[2], 1)  # searching is what notices the change
+        time.sleep(0.05)
+    assert replica.search(vectors[2], 1)[0].product_id == 3
 
 
 def test_filter_expression_quotes_values_and_escapes_like_wildcards():
@@ -106,6 +167,8 @@ def test_trained_encoder_serves_dense_pipeline_and_follows_catalog(
     with django_capture_on_commit_callbacks(execute=True):
         product.save()
     assert serving("phone-shop").store.count() == 3
+    serving("phone-shop").index.refresh()  # what its background check does within a second
+    assert serving("phone-shop").index.vectors([product.pk]) == {}
     response = search("galaxy s8 case", k=4, merchant="phone-shop", pipeline="dense")
     assert "P2" not in {r.sku for r in response.results}
 
