@@ -119,7 +119,14 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # Milvus Lite lacks AllocTimestamp, which pymilvus's query iterator asks for first: its
+        # in-process server logs a traceback and the client a warning, then both carry on with
+        # a client-side timestamp (every dense replica load, ranking/dense/replica.py)
+        "grpc._server": {"level": "CRITICAL"},
+        "pymilvus.client.iterator.query_iterator": {"level": "ERROR"},
+    },
 }
 
 # --- search platform -------------------------------------------------------------------------

@@ -40,6 +40,8 @@ SIZES = ("16gb", "32gb", "64gb", "128gb", "256gb", "mini", "plus", "max", "xl")
 #: Queries searched before timing (index open, encoder and Milvus warm-up).
 WARMUP_QUERIES = 5
 CHUNK = 2000
+#: Queries timed against Milvus Lite directly (seconds each at 100k rows).
+MILVUS_DIRECT_QUERIES = 20
 
 
 @dataclass(frozen=True)
@@ -158,31 +160,42 @@ def _dense(
     catalog: ScaleCatalog, workdir: Path, queries: list[str], progress: bool
 ) -> dict[str, Any]:
     """Encode the catalog into a Milvus Lite collection and time what ``DenseRecall`` does per
-    query: encode the query, search the merchant's vectors."""
+    query -- encode the query, search the merchant's vectors -- once through the serving
+    replica (the default, ``ranking.dense.replica``) and once asking Milvus Lite directly
+    (``DENSE_SERVING=milvus``; O(rows) per query, so on the first ``MILVUS_DIRECT_QUERIES``)."""
     from ranking.dense.recall import upsert_vectors
+    from ranking.dense.replica import ExactReplica
     from ranking.dense.store import VectorStore
     from ranking.service import RECALL_DEPTH
 
     slug = catalog.merchant.slug
     encoder, label = _encoder(catalog)
-    store = VectorStore(f"scale_{slug}", encoder.dim, uri=str(workdir / "milvus.db"))
-    store.create()
-    started = time.perf_counter()
-    bar = tqdm(total=len(catalog), desc="dense vectors", disable=not progress)
-    for chunk in batched(catalog.products(), CHUNK):
-        bar.update(upsert_vectors(encoder, store, slug, chunk))
-    bar.close()
-    build_s = time.perf_counter() - started
+    with override_settings(DATA_DIR=workdir):  # the replica's generation marker goes there too
+        store = VectorStore(f"scale_{slug}", encoder.dim, uri=str(workdir / "milvus.db"))
+        store.create()
+        started = time.perf_counter()
+        bar = tqdm(total=len(catalog), desc="dense vectors", disable=not progress)
+        for chunk in batched(catalog.products(), CHUNK):
+            bar.update(upsert_vectors(encoder, store, slug, chunk))
+        bar.close()
+        build_s = time.perf_counter() - started
+        started = time.perf_counter()
+        replica = ExactReplica(store)
+        load_s = time.perf_counter() - started
 
-    def search(query: str) -> int:
-        vector = encoder.encode([query])[0]
-        return len(store.search(vector, RECALL_DEPTH, merchant=slug))
+    def searcher(index):  # -> Callable[[str], int]
+        def search(query: str) -> int:
+            vector = encoder.encode([query])[0]
+            return len(index.search(vector, RECALL_DEPTH, merchant=slug))
+
+        return search
 
     return {
         "encoder": label,
         "indexed": store.count(),
         "build_s": round(build_s, 1),
-        **_time(search, queries),
+        "replica": {"load_s": round(load_s, 1), **_time(searcher(replica), queries)},
+        "milvus": _time(searcher(store), queries[:MILVUS_DIRECT_QUERIES]),
     }
 
 

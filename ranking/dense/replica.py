@@ -169,7 +169,7 @@ class ExactReplica:
     def __init__(self, store: VectorStore) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._generation = current_generation(store.name)
+        self._generation = current_generation(store.generation_marker)
         self._snapshot = read_snapshot(store)
         self._checked_at = time.monotonic()
         self._refreshing = False
@@ -194,7 +194,7 @@ class ExactReplica:
 
     def refresh(self) -> None:
         """Reload now if the collection changed (what the background check does)."""
-        generation = current_generation(self.store.name)
+        generation = current_generation(self.store.generation_marker)
         if generation == self._generation:
             return
         snapshot = read_snapshot(self.store)
@@ -205,7 +205,7 @@ class ExactReplica:
         now = time.monotonic()
         if now - self._checked_at >= REFRESH_CHECK_S:
             self._checked_at = now
-            if current_generation(self.store.name) != self._generation:
+            if current_generation(self.store.generation_marker) != self._generation:
                 self._start_refresh()
         return self._snapshot
 

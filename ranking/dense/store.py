@@ -88,22 +88,21 @@ def collection_name(version: str) -> str:
 # of other processes (``ranking.dense.replica``) know when to reload.
 
 
-def _marker(collection: str) -> Path:
+def generation_marker(collection: str) -> Path:
     return Path(settings.DATA_DIR) / "vector-generations" / collection
 
 
-def bump_generation(collection: str) -> None:
-    """Tell replicas of ``collection`` that it changed (atomic replace: never a torn read)."""
-    path = _marker(collection)
+def bump_generation(path: Path) -> None:
+    """Tell replicas that the collection changed (atomic replace: never a torn read)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     scratch.write_text(uuid.uuid4().hex)
     os.replace(scratch, path)
 
 
-def current_generation(collection: str) -> str:
+def current_generation(path: Path) -> str:
     try:
-        return _marker(collection).read_text()
+        return path.read_text()
     except FileNotFoundError:
         return ""
 
@@ -138,6 +137,8 @@ class VectorStore:
         self.name = collection_name(version)
         self.dim = dim
         self.client = client(uri)
+        #: fixed here, so the store and its replica agree even if settings change later
+        self.generation_marker = generation_marker(self.name)
 
     def exists(self) -> bool:
         return self.client.has_collection(self.name)
@@ -226,4 +227,4 @@ class VectorStore:
 
     def _changed(self) -> None:
         """Every write tells in-memory replicas to reload (``ranking.dense.replica``)."""
-        bump_generation(self.name)
+        bump_generation(self.generation_marker)

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 import pytest
+from django.test import override_settings
 
 from catalog.models import Product
 from learners import registry
@@ -32,6 +33,23 @@ def fresh_milvus():
 
 def unit(rows: np.ndarray) -> np.ndarray:
     return (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_replica_follows_the_marker_of_its_store_even_after_settings_change(
+    db, tmp_path, monkeypatch
+):
+    # regression: the scale benchmark built its store under an overridden DATA_DIR and searched
+    # after the override ended; the replica then read another directory's (absent) marker,
+    # took it for a change and reloaded 100k rows in the background during the timing
+    monkeypatch.setattr(replica_module, "REFRESH_CHECK_S", 0.0)
+    with override_settings(DATA_DIR=tmp_path):
+        store = VectorStore("encoder-test-moved", dim=4)
+        store.create()
+        store.upsert([1], unit(np.ones((1, 4), np.float32)), ["a"], ["x"])
+        replica = ExactReplica(store)
+    assert store.generation_marker.is_relative_to(tmp_path)
+    replica.search(np.ones(4, np.float32), 1)
+    assert not replica._refreshing
 
 
 class Searched:
