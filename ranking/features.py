@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -36,6 +37,8 @@ from ranking.recall import RecallResult
 PATHS = ("bm25", "generative", "dense")
 #: How many top hits of each path describe the query's category intent.
 INTENT_DEPTH = 10
+#: Distinct texts (titles, brands, category names) whose content words stay memoised.
+CONTENT_WORDS_CACHE = 200_000
 CTR_WINDOW = timedelta(days=30)
 CTR_CACHE_SECONDS = 300.0
 
@@ -85,30 +88,45 @@ class Rates:
     purchase_rate: float = 0.0
 
 
+@lru_cache(maxsize=CONTENT_WORDS_CACHE)
 def content_words(text: str) -> frozenset[str]:
-    """Singular content words (so "cases" matches "case")."""
+    """Singular content words (so "cases" matches "case"). Memoised by text: every search
+    compares the query with the same few thousand titles, brands and category names, and
+    tokenising them again was a third of the ranker's time; an edited product has a new text,
+    hence a new entry."""
     return frozenset(singular(w) for w in words(text) if w not in STOPWORDS)
 
 
 def load_products(product_ids: Sequence[int]) -> dict[int, ProductInfo]:
+    """Read as plain tuples: hundreds of candidates per search, and building ORM instances
+    for them cost more than the query."""
     from catalog.models import Product
 
-    rows = Product.objects.filter(pk__in=list(product_ids)).select_related("category", "docid")
-    out = {}
-    for p in rows:
-        docid = getattr(p, "docid", None)
-        out[p.pk] = ProductInfo(
-            product_id=p.pk,
-            sku=p.sku,
-            title=p.title,
-            brand=p.brand or "",
-            category_path=p.category.path if p.category else "",
-            category_names=tuple(p.category.full_name.split(" > ")) if p.category else (),
-            docid=docid.path if docid else "",
-            popularity=float(p.popularity or 0),
-            price=float(p.price or 0),
+    rows = Product.objects.filter(pk__in=list(product_ids)).values_list(
+        "pk",
+        "sku",
+        "title",
+        "brand",
+        "category__path",
+        "category__full_name",
+        "docid__path",
+        "popularity",
+        "price",
+    )
+    return {
+        pk: ProductInfo(
+            product_id=pk,
+            sku=sku,
+            title=title,
+            brand=brand or "",
+            category_path=category_path or "",
+            category_names=tuple(full_name.split(" > ")) if full_name else (),
+            docid=docid or "",
+            popularity=float(popularity or 0),
+            price=float(price or 0),
         )
-    return out
+        for pk, sku, title, brand, category_path, full_name, docid, popularity, price in rows
+    }
 
 
 # -- shopper signals ---------------------------------------------------------------------------

@@ -191,12 +191,29 @@ def fuse(results: dict[str, RecallResult]) -> list[Candidate]:
     return ranked
 
 
+#: What a result shows; loading only these keeps descriptions and attributes out of the query.
+RESULT_FIELDS = (
+    "sku",
+    "title",
+    "brand",
+    "price",
+    "image_url",
+    "active",
+    "merchant__slug",
+    "category__path",
+    "category__full_name",
+    "docid__path",
+)
+
+
 def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchResult]:
-    """Load the products of ``candidates`` (one query) and build results in ranked order."""
-    products = Product.objects.select_related("merchant", "category", "docid").in_bulk(
-        [c.product_id for c in candidates]
+    """Load the products of ``candidates`` (one query, one SQL query) and build results in
+    ranked order."""
+    products = (
+        Product.objects.select_related("merchant", "category", "docid")
+        .only(*RESULT_FIELDS)
+        .in_bulk([c.product_id for c in candidates])
     )
-    breadcrumbs = category_names({p.category_id for p in products.values() if p.category_id})
     results = []
     for candidate in candidates:
         product = products.get(candidate.product_id)
@@ -212,7 +229,7 @@ def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchR
                 brand=product.brand,
                 price=product.price,
                 category_path=product.category.path if product.category else "",
-                category_name=breadcrumbs.get(product.category_id, ""),
+                category_name=product.category.full_name if product.category else "",
                 docid=docid.path if docid else None,
                 score=candidate.score,
                 paths=candidate.path.split("+"),
@@ -224,13 +241,6 @@ def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchR
             )
         )
     return results
-
-
-def category_names(category_ids: set[int]) -> dict[int, str]:
-    """Breadcrumb names for categories, in one query."""
-    if not category_ids:
-        return {}
-    return dict(Category.objects.filter(pk__in=category_ids).values_list("pk", "full_name"))
 
 
 def facet_counts(counts: dict[str, int], merchant: str | None) -> list[FacetCount]:
