@@ -12,11 +12,11 @@ E=2 exact, S=1 substitute, C/I=0; unjudged = 0, as in evaluation).
 Events (impression, clicks, carts, purchases) are posted to ``/api/events`` -- the real Kafka
 path -- with timestamps on a **simulated clock**: session *s* of simulated hour *h* happens at
 ``start + h hours + offset``, so a day of traffic takes minutes and ``train_adapter --hour``
-sees it as ordinary hours. The simulator sends its own impression (on the simulated clock) even
-though ``GET /api/search`` records one too: the API's carries the real time, which lies outside
-the simulated hour, so attribution would not find it. Everything random comes from
-``Random(f"{seed}:{hour}")``, event ids included: the same seed against the same models sends
-the same events.
+sees it as ordinary hours. The simulator sends its own impression (on the simulated clock) and
+searches with ``track=0`` so the API does not record a second one (an impression stamped with
+the real time lies outside the simulated hour, where attribution would never find it).
+Everything random comes from ``Random(f"{seed}:{hour}")``, event ids included: the same seed
+against the same models sends the same events.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ class HttpStorefront:
 
     def search(self, query: str, k: int, merchant: str, session_id: str) -> Page:
         params = urllib.parse.urlencode(
-            {"q": query, "k": k, "merchant": merchant, "session_id": session_id}
+            {"q": query, "k": k, "merchant": merchant, "session_id": session_id, "track": 0}
         )
         with urllib.request.urlopen(f"{self.url}/api/search?{params}", timeout=self.timeout) as r:
             data = json.load(r)

@@ -119,6 +119,8 @@ def test_simulate_traffic_goes_through_http_and_kafka_and_trains_an_adapter(
         consumer.run(idle_timeout_s=3.0)
     simulated = Event.objects.filter(ts__gte=HOUR, ts__lt=HOUR + timedelta(hours=1))
     assert simulated.filter(type="impression").count() == 60
+    # searched with track=0: the API recorded no second, real-time impression per page
+    assert Event.objects.filter(type="impression").count() == 60
     assert simulated.filter(type="click").exists()
     config = OnlineConfig(lr=1e-2, min_steps=40, probe_size=60, gate_k=1, max_probe_drop=100.0)
     [result] = train_hourly_adapter(HOUR, SHOP, config)

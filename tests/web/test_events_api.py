@@ -249,6 +249,15 @@ def test_api_search_across_stores_records_one_impression_per_store(client, small
     assert len({x["session_id"] for x in impressions.values()}) == 1  # a fresh id, shared
 
 
+def test_api_search_with_track_0_records_no_impression(client, small_catalog):
+    # clients that post their own impressions (the traffic simulator) must not count twice
+    quiet = client.get("/api/search", {"q": "galaxy", "merchant": "phone-shop", "track": "0"})
+    assert quiet.status_code == 200 and quiet.json()["results"]
+    assert spooled_events() == []
+    client.get("/api/search", {"q": "galaxy", "merchant": "phone-shop", "track": "1"})
+    assert len(spooled_events("impression")) == 1
+
+
 def test_api_search_session_id_is_validated_and_head_records_nothing(client, small_catalog):
     bad = client.get("/api/search", {"q": "iphone", "session_id": "has spaces"})
     assert bad.status_code == 400 and "'session_id'" in bad.json()["error"]

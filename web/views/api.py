@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_K = 10
 TRUE_VALUES = {"1", "true", "yes", "on"}
+FALSE_VALUES = {"0", "false", "no", "off"}
 
 
 class BadRequest(Exception):
@@ -94,7 +95,12 @@ def _session_param(request: HttpRequest) -> str:
 
 
 def search(request: HttpRequest) -> JsonResponse:
-    """``GET /api/search?q=&k=&merchant=&category=&page=[&debug=1][&session_id=][&pipeline=]``."""
+    """``GET /api/search?q=&k=&merchant=&category=&page=[&debug=1][&session_id=][&pipeline=]
+    [&track=0]``.
+
+    ``track=0`` skips the server-side impression, for clients that post their own to
+    ``/api/events`` (the traffic simulator, a front end with its own analytics) and would
+    otherwise count every page twice."""
     if request.method not in ("GET", "HEAD"):
         return method_not_allowed(request)
     try:
@@ -129,6 +135,7 @@ def search(request: HttpRequest) -> JsonResponse:
     result = JsonResponse(data)
     result["X-Request-ID"] = response.request_id
     result["X-Session-ID"] = session_id
-    if request.method == "GET":  # HEAD shows the shopper nothing
+    track = request.GET.get("track", "1").strip().lower() not in FALSE_VALUES
+    if request.method == "GET" and track:  # HEAD shows the shopper nothing
         tracking.record_impressions(response, session_id, (page - 1) * k, merchant)
     return result
