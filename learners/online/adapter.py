@@ -27,7 +27,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -83,6 +83,11 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
+#: Probe recall of a model being trained (``learners.online.gate.probe_recall`` over the base's
+#: fixed probe): what checkpoint selection watches.
+ProbeScore = Callable[[GenerativeModel], float]
+
+
 def train_adapter(
     base_dir: Path,
     pairs: Sequence[Pair],
@@ -91,8 +96,16 @@ def train_adapter(
     init_from: Path | None,
     config: OnlineConfig,
     metadata: dict[str, Any] | None = None,
+    probe: ProbeScore | None = None,
+    min_probe: float = 0.0,
 ) -> dict[str, Any]:
     """Train an adapter on weighted ``pairs`` (already mixed with replay) into ``out_dir``.
+
+    With ``probe``, training is checked ``config.probe_checkpoints`` times and keeps the last
+    checkpoint whose probe recall is at least ``min_probe`` (the forgetting bound), stopping at
+    the first one below it: an hour's adapter learns as much as it can *before* it forgets, where
+    a fixed number of steps either stops short or overshoots into a rejection. Only the probe
+    chooses, never the held-out slice, so the gate's held-out comparison stays unbiased.
 
     Returns the training stats (also written to ``metadata.json``). Pairs whose docid the base
     vocabulary cannot spell (products newer than the base) are skipped and counted.
@@ -104,7 +117,12 @@ def train_adapter(
     peft_model = attach(bundle, init_from, config)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=0.0)
-    stats = _loop(bundle, peft_model, optimizer, known, config)
+    guard = (
+        _ProbeGuard(bundle, peft_model, probe, min_probe)
+        if probe is not None and config.probe_checkpoints > 0
+        else None
+    )
+    stats = _loop(bundle, peft_model, optimizer, known, config, guard)
     stats.update(
         pairs=len(pairs),
         skipped_unknown_docid=len(pairs) - len(known),
@@ -118,24 +136,61 @@ def train_adapter(
     return stats
 
 
+class _ProbeGuard:
+    """Checkpoint selection by the forgetting bound (see :func:`train_adapter`)."""
+
+    def __init__(
+        self, bundle: GenerativeModel, peft_model: PeftModel, probe: ProbeScore, floor: float
+    ) -> None:
+        self.bundle, self.peft_model, self.probe, self.floor = bundle, peft_model, probe, floor
+        self.kept: dict[str, torch.Tensor] | None = None
+        self.kept_step = 0
+        self.history: list[dict[str, float]] = []
+
+    def check(self, step: int) -> bool:
+        """Score the adapter as it is after ``step`` steps; keep it if within bounds."""
+        self.peft_model.eval()
+        recall = self.probe(self.bundle)
+        self.peft_model.train()
+        self.history.append({"step": step, "probe_recall": round(recall, 4)})
+        if recall < self.floor:
+            return False
+        self.kept = {k: v.detach().clone() for k, v in self._adapter_state().items()}
+        self.kept_step = step
+        return True
+
+    def restore(self) -> None:
+        """Back to the last checkpoint within bounds (the final weights if none was)."""
+        if self.kept is not None:
+            with torch.no_grad():
+                for name, value in self._adapter_state().items():
+                    value.copy_(self.kept[name])
+
+    def _adapter_state(self) -> dict[str, torch.Tensor]:
+        return {n: p for n, p in self.peft_model.named_parameters() if p.requires_grad}
+
+
 def _loop(
     bundle: GenerativeModel,
     peft_model: PeftModel,
     optimizer: torch.optim.Optimizer,
     pairs: Sequence[Pair],
     config: OnlineConfig,
+    guard: _ProbeGuard | None = None,
 ) -> dict[str, Any]:
-    """One pass over ``pairs`` in batches (cycled up to ``min_steps``), within the time budget;
-    linear learning-rate decay to 10% so a short run still ends gently."""
+    """Batches over ``pairs`` (cycled up to ``min_steps``) within the time budget, linear
+    learning-rate decay to 10% so a short run still ends gently; with a ``guard``, probe
+    checkpoints that stop training at the first one past the forgetting bound."""
     if not pairs:
         return {"steps": 0, "loss": None, "stopped_by_budget": False}
     examples = [Example(p.query, p.docid, "online", p.prefix_only) for p in pairs]
     weights = [p.weight for p in pairs]
     batches = math.ceil(len(examples) / config.batch_size)
     steps = max(config.min_steps, batches)
+    checkpoints = _checkpoint_steps(steps, config.probe_checkpoints) if guard else set()
     output_ids = torch.tensor(bundle.vocab.token_ids)
     peft_model.train()
-    started, loss_ema, step = time.perf_counter(), None, 0
+    started, loss_ema, done, stopped_by_probe = time.perf_counter(), None, 0, False
     for step in range(steps):
         if time.perf_counter() - started > config.max_seconds:
             break
@@ -149,13 +204,30 @@ def _loop(
         loss.backward()
         optimizer.step()
         loss_ema = loss.item() if loss_ema is None else 0.9 * loss_ema + 0.1 * loss.item()
+        done = step + 1
+        if guard is not None and done in checkpoints and not guard.check(done):
+            stopped_by_probe = True
+            break
+    if guard is not None:
+        if not stopped_by_probe and done not in checkpoints and not guard.check(done):
+            stopped_by_probe = True  # the time budget ended between checkpoints
+        guard.restore()
     peft_model.eval()
-    return {
-        "steps": step + 1,
+    stats: dict[str, Any] = {
+        "steps": done,
         "examples": len(examples),
         "loss": round(loss_ema or 0.0, 4),
-        "stopped_by_budget": step + 1 < steps,
+        "stopped_by_budget": done < steps and not stopped_by_probe,
     }
+    if guard is not None:
+        stats["probe_checkpoints"] = guard.history
+        stats["kept_step"] = guard.kept_step if guard.kept is not None else done
+    return stats
+
+
+def _checkpoint_steps(steps: int, count: int) -> set[int]:
+    """``count`` evenly spaced step numbers ending at ``steps``."""
+    return {max(1, round(steps * (i + 1) / count)) for i in range(count)}
 
 
 def weighted_loss(

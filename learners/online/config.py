@@ -19,6 +19,8 @@ ONLINE_LORA_TARGETS             q,k,v,o,wi,wo  T5 sub-modules LoRA wraps
 ONLINE_EPOCHS                   4.0      passes over the hour's training mix
 ONLINE_MIN_STEPS                30       at least this many steps (a quiet hour still learns)
 ONLINE_MAX_SECONDS              150      training time budget per adapter
+ONLINE_PROBE_CHECKPOINTS        4        probe checks during training; keep the last one
+                                         within the forgetting bound (0: off)
 ONLINE_LR                       3e-4     AdamW learning rate (LoRA parameters only)
 ONLINE_BATCH_SIZE               64
 ONLINE_THREADS                  1        torch threads (1 is faster on a shared CPU)
@@ -54,6 +56,7 @@ class OnlineConfig:
     epochs: float = 4.0
     min_steps: int = 30
     max_seconds: float = 150.0
+    probe_checkpoints: int = 4
     #: on the 95.6%-memorised BestBuy base (~280 pairs/hour, 80/20 replay), lr 2e-3 lost 5.5-9
     #: points of probe recall every hour (all rejected); 3e-4 got hour 1 promoted (held-out
     #: recall@10 0.661 -> 0.691, probe -0.25 points, eval NDCG@10 0.222 -> 0.228)

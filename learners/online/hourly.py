@@ -218,6 +218,9 @@ def _train_claimed(
         epochs=config.epochs,
         rng=rng,
     )
+    holdout, probe = by_query(pairs.holdout), buffer.probe()
+    k, probe_k = config.gate_k, config.probe_k
+    base_probe = base_probe_recall(base, buffer, config)
     stats = lora.train_adapter(
         base.directory,
         mix,
@@ -225,15 +228,15 @@ def _train_claimed(
         init_from=parent.directory if parent else None,
         config=config,
         metadata={"base": base.name, "parent": claim.parent.name, "hour": result.hour},
+        probe=lambda bundle: probe_recall(GenerativeRetriever(bundle), probe, probe_k),
+        min_probe=base_probe - config.max_probe_drop / 100.0,
     )
-    holdout, probe = by_query(pairs.holdout), buffer.probe()
-    k, probe_k = config.gate_k, config.probe_k
     candidate = score(
         lora.load_adapted(base.directory, claim.directory), holdout, probe, k, probe_k
     )
     serving_dir = parent.directory if parent else None
     serving = score(lora.load_adapted(base.directory, serving_dir), holdout, probe, k, probe_k)
-    decision = decide(candidate, serving, base_probe_recall(base, buffer, config), config)
+    decision = decide(candidate, serving, base_probe, config)
     metrics = {**claim.metrics, **pairs.summary(), "training": stats, "gate": decision.as_dict()}
     _record(claim, metrics, decision.promote, decision.reason)
     buffer.add_hour(result.hour, pairs.train + pairs.holdout)

@@ -293,6 +293,70 @@ def test_replay_reduces_forgetting_on_a_toy_setup(shop, tmp_path):
     assert replayed - forgetful > 0.2, (base, replayed, forgetful)  # measured: 1.0 vs 0.47
 
 
+def lora_weights(model) -> dict[str, torch.Tensor]:
+    """LoRA tensors by the names PEFT saves them under (without the adapter name)."""
+    return {
+        name.replace(".default", ""): value.detach().clone()
+        for name, value in model.named_parameters()
+        if "lora_" in name
+    }
+
+
+def saved_lora(adapter: Path) -> dict[str, torch.Tensor]:
+    weights = load_file(adapter / ADAPTER_WEIGHTS)
+    return {k.removeprefix("base_model.model."): v for k, v in weights.items()}
+
+
+def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(shop, tmp_path):
+    teach(TAUGHT, sessions=3)
+    config = fast_config(probe_checkpoints=4, replay_fraction=0.0)
+    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
+    # a scripted probe: fine twice, then past the bound; it records what it was shown
+    recalls, seen = iter([0.9, 0.8, 0.3, 0.2]), []
+
+    def probe(bundle) -> float:
+        seen.append(lora_weights(bundle.model))
+        return next(recalls)
+
+    stats = train_adapter(
+        shop["base"].directory,
+        pairs,
+        tmp_path / "a",
+        init_from=None,
+        config=config,
+        probe=probe,
+        min_probe=0.5,
+    )
+    steps = max(config.min_steps, -(-len(pairs) // config.batch_size))
+    assert [c["step"] for c in stats["probe_checkpoints"]] == [
+        round(steps / 4),
+        round(steps / 2),
+        round(3 * steps / 4),
+    ]  # stopped at the first checkpoint past the bound
+    assert stats["kept_step"] == round(steps / 2) and stats["steps"] == round(3 * steps / 4)
+    saved = saved_lora(tmp_path / "a")
+    assert saved.keys() == seen[1].keys()
+    assert all(torch.equal(saved[k], seen[1][k]) for k in saved)  # checkpoint 2, not the last
+    assert not all(torch.equal(saved[k], seen[2][k]) for k in saved)
+
+
+def test_without_probe_checkpoints_training_runs_its_full_course(shop, tmp_path):
+    teach(TAUGHT, sessions=3)
+    config = fast_config(probe_checkpoints=0)
+    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
+    stats = train_adapter(
+        shop["base"].directory,
+        pairs,
+        tmp_path / "a",
+        init_from=None,
+        config=config,
+        probe=lambda bundle: 0.0,
+        min_probe=0.5,
+    )
+    assert stats["steps"] == max(config.min_steps, -(-len(pairs) // config.batch_size))
+    assert "probe_checkpoints" not in stats
+
+
 # --------------------------------------------------------------------------------------------
 # Gate
 # --------------------------------------------------------------------------------------------
