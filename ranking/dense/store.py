@@ -16,6 +16,7 @@ category path, so searches filter by merchant and by category subtree.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -43,6 +44,11 @@ HNSW_PARAMS = {"M": 16, "efConstruction": 200}
 #: HNSW search breadth: at least the requested depth, so deep candidate lists stay accurate
 MIN_EF = 64
 INSERT_BATCH = 5000
+
+# Milvus Lite lacks AllocTimestamp, so pymilvus's query iterator (every replica load) warns that
+# it falls back to a client-side timestamp -- which is right for an embedded store. Set here, not
+# in LOGGING: importing pymilvus runs its own dictConfig, which resets its child loggers.
+logging.getLogger("pymilvus.client.iterator.query_iterator").setLevel(logging.ERROR)
 
 _clients: dict[str, MilvusClient] = {}
 _clients_lock = threading.Lock()
