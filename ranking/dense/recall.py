@@ -54,7 +54,7 @@ def load_serving(version: ModelVersion, merchant: str) -> ServingEncoder:
         store.load()
     else:
         build_collection(encoder, store, merchant)
-    index = ExactReplica(store) if serving_mode() == "replica" else store
+    index = ExactReplica(store, background=True) if serving_mode() == "replica" else store
     return ServingEncoder(version.name, encoder, store, index)
 
 

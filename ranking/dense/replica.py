@@ -164,15 +164,24 @@ def read_snapshot(store: VectorStore) -> Snapshot:
 
 
 class ExactReplica:
-    """A ``VectorIndex`` answering from a snapshot of ``store`` that follows its generation."""
+    """A ``VectorIndex`` answering from a snapshot of ``store`` that follows its generation.
 
-    def __init__(self, store: VectorStore) -> None:
+    With ``background=True`` (serving) even the first load happens in a thread, and searches go
+    to Milvus itself until it is done: reading 100k rows out of Milvus Lite takes about a
+    minute, longer than a web worker may spend on one request.
+    """
+
+    def __init__(self, store: VectorStore, *, background: bool = False) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self._generation = current_generation(store.generation_marker)
-        self._snapshot = read_snapshot(store)
+        self._snapshot: Snapshot | None = None
+        self._generation = ""
         self._checked_at = time.monotonic()
         self._refreshing = False
+        if background:
+            self._start_refresh()
+        else:
+            self.refresh()
 
     def search(
         self,
@@ -182,30 +191,40 @@ class ExactReplica:
         merchant: str | None = None,
         category: str | None = None,
     ) -> list[VectorHit]:
-        return self._current().search(vector, limit, merchant, category)
+        snapshot = self._current()
+        if snapshot is None:
+            return self.store.search(vector, limit, merchant=merchant, category=category)
+        return snapshot.search(vector, limit, merchant, category)
 
     def vectors(self, ids: Sequence[int]) -> dict[int, np.ndarray]:
         snapshot = self._current()
+        if snapshot is None:
+            return self.store.vectors(ids)
         rows = {int(i): snapshot.row_of.get(int(i)) for i in ids}
         return {i: snapshot.matrix[row] for i, row in rows.items() if row is not None}
 
+    @property
+    def loaded(self) -> bool:
+        return self._snapshot is not None
+
     def __len__(self) -> int:
-        return len(self._snapshot.ids)
+        return len(self._snapshot.ids) if self._snapshot is not None else 0
 
     def refresh(self) -> None:
-        """Reload now if the collection changed (what the background check does)."""
+        """Load now if never loaded or the collection changed (what the background check does)."""
         generation = current_generation(self.store.generation_marker)
-        if generation == self._generation:
+        if self._snapshot is not None and generation == self._generation:
             return
         snapshot = read_snapshot(self.store)
         with self._lock:
             self._snapshot, self._generation = snapshot, generation
 
-    def _current(self) -> Snapshot:
+    def _current(self) -> Snapshot | None:
         now = time.monotonic()
         if now - self._checked_at >= REFRESH_CHECK_S:
             self._checked_at = now
-            if current_generation(self.store.generation_marker) != self._generation:
+            changed = current_generation(self.store.generation_marker) != self._generation
+            if changed or self._snapshot is None:  # None: a failed first load is retried
                 self._start_refresh()
         return self._snapshot
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -50,6 +51,32 @@ def test_replica_follows_the_marker_of_its_store_even_after_settings_change(
     assert store.generation_marker.is_relative_to(tmp_path)
     replica.search(np.ones(4, np.float32), 1)
     assert not replica._refreshing
+
+
+def test_serving_replica_loads_in_the_background_and_asks_milvus_meanwhile(db, monkeypatch):
+    # a first load of 100k rows takes about a minute: a web worker must not wait for it
+    vectors = unit(np.eye(4, dtype=np.float32) + 0.01)
+    store = VectorStore("encoder-test-background", dim=4)
+    store.create()
+    store.upsert([1, 2, 3], vectors[:3], ["a"] * 3, ["x"] * 3)
+    release, real_read = threading.Event(), replica_module.read_snapshot
+
+    def slow_read(store):
+        assert release.wait(30)
+        return real_read(store)
+
+    monkeypatch.setattr(replica_module, "read_snapshot", slow_read)
+    replica = ExactReplica(store, background=True)
+    assert not replica.loaded
+    expected = [h.product_id for h in store.search(vectors[1], 3)]
+    assert [h.product_id for h in replica.search(vectors[1], 3)] == expected  # via Milvus
+    np.testing.assert_allclose(replica.vectors([2])[2], vectors[1], atol=1e-5)
+    release.set()
+    deadline = time.monotonic() + 30
+    while not replica.loaded and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert replica.loaded and len(replica) == 3
+    assert [h.product_id for h in replica.search(vectors[1], 3)] == expected  # from memory
 
 
 class Searched:
