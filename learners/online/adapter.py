@@ -221,7 +221,8 @@ def _loop(
     }
     if guard is not None:
         stats["probe_checkpoints"] = guard.history
-        stats["kept_step"] = guard.kept_step if guard.kept is not None else done
+        # None: no checkpoint was within the bound, the final weights are saved (and rejected)
+        stats["kept_step"] = guard.kept_step if guard.kept is not None else None
     return stats
 
 

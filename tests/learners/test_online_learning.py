@@ -340,6 +340,21 @@ def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(sho
     assert not all(torch.equal(saved[k], seen[2][k]) for k in saved)
 
 
+def test_when_no_probe_checkpoint_is_within_bounds_nothing_counts_as_kept(shop, tmp_path):
+    teach(TAUGHT, sessions=3)
+    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
+    stats = train_adapter(
+        shop["base"].directory,
+        pairs,
+        tmp_path / "a",
+        init_from=None,
+        config=fast_config(probe_checkpoints=4),
+        probe=lambda bundle: 0.0,
+        min_probe=0.5,
+    )
+    assert len(stats["probe_checkpoints"]) == 1 and stats["kept_step"] is None
+
+
 def test_without_probe_checkpoints_training_runs_its_full_course(shop, tmp_path):
     teach(TAUGHT, sessions=3)
     config = fast_config(probe_checkpoints=0)
