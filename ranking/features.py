@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import lru_cache
 
 import numpy as np
@@ -66,7 +67,8 @@ FEATURES = [
 
 @dataclass(frozen=True)
 class ProductInfo:
-    """What features read about a product (one query loads all candidates at once)."""
+    """What ranking features and result pages read about a product (one query loads a search's
+    candidates; the page's results reuse the rows)."""
 
     product_id: int
     sku: str
@@ -76,7 +78,13 @@ class ProductInfo:
     category_names: tuple[str, ...]
     docid: str
     popularity: float
+    #: for features: 0.0 when unknown
     price: float
+    merchant: str = ""
+    image_url: str = ""
+    active: bool = True
+    #: as shown to shoppers: exact, None when unknown
+    list_price: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -102,31 +110,55 @@ def load_products(product_ids: Sequence[int]) -> dict[int, ProductInfo]:
     for them cost more than the query."""
     from catalog.models import Product
 
-    rows = Product.objects.filter(pk__in=list(product_ids)).values_list(
-        "pk",
-        "sku",
-        "title",
-        "brand",
-        "category__path",
-        "category__full_name",
-        "docid__path",
-        "popularity",
-        "price",
+    rows = Product.objects.filter(pk__in=list(product_ids)).values_list(*_INFO_COLUMNS)
+    return {row[0]: _info(*row) for row in rows}
+
+
+_INFO_COLUMNS = (
+    "pk",
+    "sku",
+    "title",
+    "brand",
+    "category__path",
+    "category__full_name",
+    "docid__path",
+    "popularity",
+    "price",
+    "merchant__slug",
+    "image_url",
+    "active",
+)
+
+
+def _info(
+    pk: int,
+    sku: str,
+    title: str,
+    brand: str | None,
+    category_path: str | None,
+    full_name: str | None,
+    docid: str | None,
+    popularity: float | None,
+    price: Decimal | None,
+    merchant: str,
+    image_url: str | None,
+    active: bool,
+) -> ProductInfo:
+    return ProductInfo(
+        product_id=pk,
+        sku=sku,
+        title=title,
+        brand=brand or "",
+        category_path=category_path or "",
+        category_names=tuple(full_name.split(" > ")) if full_name else (),
+        docid=docid or "",
+        popularity=float(popularity or 0),
+        price=float(price or 0),
+        merchant=merchant,
+        image_url=image_url or "",
+        active=active,
+        list_price=price,
     )
-    return {
-        pk: ProductInfo(
-            product_id=pk,
-            sku=sku,
-            title=title,
-            brand=brand or "",
-            category_path=category_path or "",
-            category_names=tuple(full_name.split(" > ")) if full_name else (),
-            docid=docid or "",
-            popularity=float(popularity or 0),
-            price=float(price or 0),
-        )
-        for pk, sku, title, brand, category_path, full_name, docid, popularity, price in rows
-    }
 
 
 # -- shopper signals ---------------------------------------------------------------------------

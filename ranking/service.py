@@ -5,14 +5,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from django.conf import settings
 
-from catalog.models import Category, Merchant, Product
+from catalog.models import Category, Merchant
 from ranking import generative
 from ranking.dense.recall import DenseRecall, dense_rrf_weight
 from ranking.errors import SearchQueryError
+from ranking.features import ProductInfo, load_products
 from ranking.generative import GenerativeServingRecall
 from ranking.inverted import query_terms
 from ranking.ranker.serving import explain_hits, rerank
@@ -91,7 +92,7 @@ def search(
     timings["fuse"] = (time.perf_counter() - fuse_started) * 1000
     page = ranked[offset : offset + k]
     hydrate_started = time.perf_counter()
-    hits = hydrate(page, debug=debug)
+    hits = hydrate(page, debug=debug, products=reranked.products if reranked else None)
     if debug:
         explain_hits(hits, reranked)
     timings["hydrate"] = (time.perf_counter() - hydrate_started) * 1000
@@ -191,52 +192,37 @@ def fuse(results: dict[str, RecallResult]) -> list[Candidate]:
     return ranked
 
 
-#: What a result shows; loading only these keeps descriptions and attributes out of the query.
-RESULT_FIELDS = (
-    "sku",
-    "title",
-    "brand",
-    "price",
-    "image_url",
-    "active",
-    "merchant__slug",
-    "category__path",
-    "category__full_name",
-    "docid__path",
-)
-
-
-def hydrate(candidates: list[Candidate], *, debug: bool = False) -> list[SearchResult]:
-    """Load the products of ``candidates`` (one query, one SQL query) and build results in
-    ranked order."""
-    products = (
-        Product.objects.select_related("merchant", "category", "docid")
-        .only(*RESULT_FIELDS)
-        .in_bulk([c.product_id for c in candidates])
-    )
+def hydrate(
+    candidates: list[Candidate],
+    *,
+    debug: bool = False,
+    products: Mapping[int, ProductInfo] | None = None,
+) -> list[SearchResult]:
+    """Results for ``candidates`` in ranked order, from ``products`` (the rows the ranker read
+    for its features) plus one query for any candidate they lack."""
+    known = products or {}
+    missing = [c.product_id for c in candidates if c.product_id not in known]
+    infos = {**known, **load_products(missing)} if missing else known
     results = []
     for candidate in candidates:
-        product = products.get(candidate.product_id)
-        if product is None or not product.active:  # deleted since it was indexed
+        info = infos.get(candidate.product_id)
+        if info is None or not info.active:  # deleted since it was indexed
             continue
-        docid = getattr(product, "docid", None)
         results.append(
             SearchResult(
-                product_id=product.pk,
-                sku=product.sku,
-                merchant=product.merchant.slug,
-                title=product.title,
-                brand=product.brand,
-                price=product.price,
-                category_path=product.category.path if product.category else "",
-                category_name=product.category.full_name if product.category else "",
-                docid=docid.path if docid else None,
+                product_id=info.product_id,
+                sku=info.sku,
+                merchant=info.merchant,
+                title=info.title,
+                brand=info.brand,
+                price=info.list_price,
+                category_path=info.category_path,
+                category_name=" > ".join(info.category_names),
+                docid=info.docid or None,
                 score=candidate.score,
                 paths=candidate.path.split("+"),
-                image_url=product.image_url,
-                learned=generative.learned_flag(
-                    product.merchant.slug, docid.path if docid else None
-                ),
+                image_url=info.image_url,
+                learned=generative.learned_flag(info.merchant, info.docid or None),
                 debug={"rank": candidate.rank, "score": candidate.score} if debug else None,
             )
         )

@@ -35,6 +35,8 @@ class Reranked:
     candidates: list[Candidate]
     version: str
     explain: dict[int, dict[str, Any]] = field(default_factory=dict)
+    #: the rows features were computed from; the result page reuses them
+    products: dict[int, ProductInfo] = field(default_factory=dict)
 
 
 def rerank(
@@ -76,7 +78,7 @@ def rerank(
     for rank, candidate in enumerate(rest, start=len(ranked) + 1):
         candidate.rank = rank
     explain = _explain(pids, features, heads, final, found_by) if debug else {}
-    return Reranked(ranked + rest, version, explain)
+    return Reranked(ranked + rest, version, explain, infos)
 
 
 def _diversify(

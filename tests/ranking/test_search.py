@@ -8,6 +8,8 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Merchant, Product
 from ranking import SearchQueryError, inverted, search
@@ -43,6 +45,31 @@ def test_iphone_in_phone_shop(small_catalog):
     assert [r.score for r in response.results] == sorted(
         (r.score for r in response.results), reverse=True
     )
+
+
+def product_queries(context: CaptureQueriesContext) -> int:
+    return sum('FROM "catalog_product"' in q["sql"] for q in context.captured_queries)
+
+
+def test_results_reuse_rows_already_loaded_and_read_only_the_missing_ones(small_catalog):
+    from ranking.features import load_products
+    from ranking.service import hydrate
+    from ranking.types import Candidate
+
+    ids = dict(Product.objects.values_list("sku", "pk"))
+    rows = load_products([ids["P1"], ids["P3"]])
+    page = [Candidate(ids["P3"], 2.0, "bm25+dense", 1), Candidate(ids["P1"], 1.0, "bm25", 2)]
+    with CaptureQueriesContext(connection) as context:  # the ranker's rows cover the page
+        hits = hydrate(page, products=rows)
+    assert product_queries(context) == 0
+    assert [h.sku for h in hits] == ["P3", "P1"] and hits[0].paths == ["bm25", "dense"]
+    page.append(Candidate(ids["P2"], 0.5, "bm25", 3))
+    with CaptureQueriesContext(connection) as context:
+        hits = hydrate(page, products=rows)
+    assert product_queries(context) == 1
+    assert [h.sku for h in hits] == ["P3", "P1", "P2"]
+    assert hits[2].category_name == Product.objects.get(sku="P2").category.full_name
+    assert hits[2].price == Product.objects.get(sku="P2").price
 
 
 def test_request_id_unique_per_call(small_catalog):
