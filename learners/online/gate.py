@@ -78,6 +78,17 @@ def score(
     )
 
 
+#: Probe recalls are multiples of 1/len(probe): a drop of exactly the bound (4 of 400 queries
+#: for 1 point) must pass although 100 * (0.54 - 0.53) is 1.0000000000000009 in floating point.
+ROUNDING = 1e-9
+
+
+def probe_floor(base_probe: float, config: OnlineConfig) -> float:
+    """The lowest probe recall within the forgetting bound (the gate's, and training's
+    checkpoint selection's)."""
+    return base_probe - config.max_probe_drop / 100.0 - ROUNDING
+
+
 def decide(
     candidate: Scores, serving: Scores, base_probe: float, config: OnlineConfig
 ) -> GateDecision:
@@ -92,7 +103,7 @@ def decide(
             f"held-out recall@{config.gate_k} {candidate.holdout_recall:.4f} does not beat "
             f"serving {serving.holdout_recall:.4f} by more than {config.min_gain}"
         )
-    elif drop > config.max_probe_drop:
+    elif candidate.probe_recall < probe_floor(base_probe, config):
         promote = False
         reason = (
             f"probe recall@{config.probe_k} dropped {drop:.2f} points below the base "

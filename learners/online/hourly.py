@@ -43,7 +43,7 @@ from learners.generative.decode import GenerativeRetriever
 from learners.models import ModelVersion
 from learners.online import adapter as lora
 from learners.online.config import OnlineConfig
-from learners.online.gate import decide, probe_recall, score
+from learners.online.gate import decide, probe_floor, probe_recall, score
 from learners.online.pairs import HourPairs, build_pairs, by_query
 from learners.online.replay import ReplayBuffer, replay_dir, training_mix
 
@@ -229,7 +229,7 @@ def _train_claimed(
         config=config,
         metadata={"base": base.name, "parent": claim.parent.name, "hour": result.hour},
         probe=lambda bundle: probe_recall(GenerativeRetriever(bundle), probe, probe_k),
-        min_probe=base_probe - config.max_probe_drop / 100.0,
+        min_probe=probe_floor(base_probe, config),
     )
     candidate = score(
         lora.load_adapted(base.directory, claim.directory), holdout, probe, k, probe_k

@@ -386,6 +386,10 @@ def test_gate_rule():
     forgot = decide(Scores(0.60, 0.88), serving, 0.90, config)  # 2 points below the base
     assert not forgot.promote and "probe" in forgot.reason
     assert not decide(Scores(None, 0.9), Scores(None, 0.9), 0.9, config).promote
+    # regression: exactly 1 point (4 of 400 probe queries) is within "no more than 1 point",
+    # though 100 * (0.54 - 0.53) is 1.0000000000000009 in floating point
+    assert decide(Scores(0.6, 0.53), serving, base_probe=0.54, config=config).promote
+    assert not decide(Scores(0.6, 0.5275), serving, base_probe=0.54, config=config).promote
 
 
 def test_gate_rejects_a_corrupted_adapter(shop, tmp_path):
