@@ -307,10 +307,23 @@ def saved_lora(adapter: Path) -> dict[str, torch.Tensor]:
     return {k.removeprefix("base_model.model."): v for k, v in weights.items()}
 
 
-def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(shop, tmp_path):
+def train_guarded(shop, out: Path, config: OnlineConfig, probe) -> tuple[int, dict]:
+    """Train on the taught hour with ``probe`` watching (bound: 0.5); (steps planned, stats)."""
     teach(TAUGHT, sessions=3)
-    config = fast_config(probe_checkpoints=4, replay_fraction=0.0)
     pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
+    stats = train_adapter(
+        shop["base"].directory,
+        pairs,
+        out,
+        init_from=None,
+        config=config,
+        probe=probe,
+        min_probe=0.5,
+    )
+    return max(config.min_steps, -(-len(pairs) // config.batch_size)), stats
+
+
+def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(shop, tmp_path):
     # a scripted probe: fine twice, then past the bound; it records what it was shown
     recalls, seen = iter([0.9, 0.8, 0.3, 0.2]), []
 
@@ -318,16 +331,8 @@ def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(sho
         seen.append(lora_weights(bundle.model))
         return next(recalls)
 
-    stats = train_adapter(
-        shop["base"].directory,
-        pairs,
-        tmp_path / "a",
-        init_from=None,
-        config=config,
-        probe=probe,
-        min_probe=0.5,
-    )
-    steps = max(config.min_steps, -(-len(pairs) // config.batch_size))
+    config = fast_config(probe_checkpoints=4, replay_fraction=0.0)
+    steps, stats = train_guarded(shop, tmp_path / "a", config, probe)
     assert [c["step"] for c in stats["probe_checkpoints"]] == [
         round(steps / 4),
         round(steps / 2),
@@ -341,34 +346,16 @@ def test_probe_checkpoints_keep_the_last_adapter_within_the_forgetting_bound(sho
 
 
 def test_when_no_probe_checkpoint_is_within_bounds_nothing_counts_as_kept(shop, tmp_path):
-    teach(TAUGHT, sessions=3)
-    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
-    stats = train_adapter(
-        shop["base"].directory,
-        pairs,
-        tmp_path / "a",
-        init_from=None,
-        config=fast_config(probe_checkpoints=4),
-        probe=lambda bundle: 0.0,
-        min_probe=0.5,
-    )
+    config = fast_config(probe_checkpoints=4)
+    _, stats = train_guarded(shop, tmp_path / "a", config, lambda bundle: 0.0)
     assert len(stats["probe_checkpoints"]) == 1 and stats["kept_step"] is None
 
 
 def test_without_probe_checkpoints_training_runs_its_full_course(shop, tmp_path):
-    teach(TAUGHT, sessions=3)
-    config = fast_config(probe_checkpoints=0)
-    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
-    stats = train_adapter(
-        shop["base"].directory,
-        pairs,
-        tmp_path / "a",
-        init_from=None,
-        config=config,
-        probe=lambda bundle: 0.0,
-        min_probe=0.5,
+    steps, stats = train_guarded(
+        shop, tmp_path / "a", fast_config(probe_checkpoints=0), lambda bundle: 0.0
     )
-    assert stats["steps"] == max(config.min_steps, -(-len(pairs) // config.batch_size))
+    assert stats["steps"] == steps
     assert "probe_checkpoints" not in stats
 
 
