@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandParser
 
 from catalog.models import Merchant
 from learners import registry
+from learners.management.training import merchants
 
 
 class Command(BaseCommand):
@@ -55,7 +56,7 @@ class Command(BaseCommand):
         config = TrainConfig(
             max_minutes=minutes, max_epochs=options["epochs"], threads=options["threads"]
         )
-        for merchant in self._merchants(options["merchant"]):
+        for merchant in merchants(options["merchant"]):
             if options["if_missing"] and self._has_model(merchant):
                 continue
             self.stdout.write(f"{merchant.slug}: training base model ({_budget(config)})")
@@ -86,14 +87,6 @@ class Command(BaseCommand):
             )
             return True
         return False
-
-    def _merchants(self, slug: str | None) -> list[Merchant]:
-        merchants = Merchant.objects.order_by("pk")
-        if slug:
-            merchants = merchants.filter(slug=slug)
-            if not merchants.exists():
-                raise CommandError(f"unknown merchant {slug!r}")
-        return list(merchants)
 
     def _print(self, report: Any) -> None:
         metrics = report.metrics
