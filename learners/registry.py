@@ -89,6 +89,28 @@ def register(
     return activate(version) if status == "active" else version
 
 
+def register_successor(
+    kind: str,
+    name: str,
+    path: Path | str,
+    *,
+    merchant: MerchantRef,
+    metrics: dict[str, Any],
+    activate: bool = True,
+) -> ModelVersion:
+    """Record a retrained version whose parent is the one serving now (encoders, rankers),
+    active at once unless ``activate`` is False."""
+    return register(
+        kind,
+        name,
+        path,
+        merchant=merchant,
+        parent=active(kind, merchant),
+        metrics=metrics,
+        status="active" if activate else "candidate",
+    )
+
+
 def activate(version: ModelVersion | str) -> ModelVersion:
     """Make ``version`` the serving one of its ``(kind, merchant)``; retire the previous one."""
     with transaction.atomic():

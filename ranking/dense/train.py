@@ -211,14 +211,8 @@ def train_merchant(
     metrics["vectors"] = build_collection(
         encoder, VectorStore(name, encoder.dim), merchant, progress=progress
     )
-    version = registry.register(
-        "encoder",
-        name,
-        path,
-        merchant=merchant,
-        parent=registry.active("encoder", merchant),
-        metrics=metrics,
-        status="active" if activate else "candidate",
+    version = registry.register_successor(
+        "encoder", name, path, merchant=merchant, metrics=metrics, activate=activate
     )
     prune_collections(merchant)
     return version

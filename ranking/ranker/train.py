@@ -70,12 +70,6 @@ def train_merchant_ranker(
     metrics["trained_heads"] = list(ranker.trained_heads)
     name, path = registry.new_version_dir("ranker", merchant)
     ranker.save(path, metrics)
-    return registry.register(
-        "ranker",
-        name,
-        path,
-        merchant=merchant,
-        parent=registry.active("ranker", merchant),
-        metrics=metrics,
-        status="active" if activate else "candidate",
+    return registry.register_successor(
+        "ranker", name, path, merchant=merchant, metrics=metrics, activate=activate
     )

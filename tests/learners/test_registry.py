@@ -134,3 +134,20 @@ def test_models_command_lists_activates_and_rolls_back(shop):
         run("rollback")
     with pytest.raises(CommandError, match="no retired"):
         run("rollback", "--kind", "ranker", "--merchant", "phone-shop")
+
+
+def test_a_successor_descends_from_the_serving_version(shop):
+    def successor(**kwargs) -> ModelVersion:
+        name, path = registry.new_version_dir("ranker", shop)
+        return registry.register_successor(
+            "ranker", name, path, merchant=shop, metrics={}, **kwargs
+        )
+
+    first = successor()
+    second = successor()
+    candidate = successor(activate=False)
+    assert first.parent is None and first.status == "active"
+    second.refresh_from_db()
+    assert second.parent == first and second.status == "active"
+    assert candidate.parent == second and candidate.status == "candidate"
+    assert registry.active("ranker", shop) == second
