@@ -31,17 +31,14 @@ from learners.generative.decode import (
 )
 from learners.generative.model import (
     GenerativeModel,
-    ModelConfig,
     build_model,
     docid_logits,
     load_version,
 )
 from learners.generative.tokenizer import DocidVocab, docid_token, train_tokenizer
-from learners.generative.train import CHECKPOINT_DIR, TrainConfig, collate, train
+from learners.generative.train import CHECKPOINT_DIR, collate, train
+from tests.tiny_models import TINY, tiny_train_config
 
-TINY = ModelConfig(
-    d_model=64, d_ff=128, num_heads=2, num_layers=2, num_decoder_layers=1, dropout_rate=0.0
-)
 BRANDS = ["OtterBox", "Speck", "Incipio", "Belkin", "Samsung"]
 ITEMS = [
     ("Defender Series Case", "cases", "Cell Phone Cases"),
@@ -72,21 +69,6 @@ def tiny_catalog() -> list[ProductDoc]:
             )
         )
     return products
-
-
-def tiny_train_config(**overrides) -> TrainConfig:
-    base = {
-        "batch_size": 32,
-        "lr": 8e-3,
-        "warmup_steps": 10,
-        "max_minutes": None,
-        "max_steps": 150,
-        "vocab_size": 400,
-        "memorisation_sample": 20,
-        "progress": False,
-        "threads": 1,  # tiny tensors: a second thread only adds synchronisation
-    }
-    return TrainConfig(**{**base, **overrides})
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,7 @@ from learners.events.consumer import store_events
 from learners.events.schema import parse_event
 from learners.generative.data import load_products
 from learners.generative.decode import GenerativeRetriever
-from learners.generative.model import ModelConfig
-from learners.generative.train import TrainConfig, train
+from learners.generative.train import train
 from learners.models import ModelVersion
 from learners.online import hourly
 from learners.online.adapter import ADAPTER_WEIGHTS, load_adapted, train_adapter
@@ -34,8 +33,8 @@ from learners.online.pairs import Pair, build_pairs, by_query
 from learners.online.replay import ReplayBuffer, training_mix
 from tests.conftest import make_category
 from tests.learners import factories as f
+from tests.tiny_models import TINY, tiny_train_config
 
-TINY = ModelConfig(d_model=64, d_ff=128, num_heads=2, num_layers=2, num_decoder_layers=1)
 HOUR = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 SHOP = "phone-shop"
 BRANDS = ["OtterBox", "Speck", "Incipio", "Belkin", "Samsung", "Mophie"]
@@ -95,17 +94,7 @@ def tiny_base(tmp_root: Path) -> Path:
     key = tuple(sorted((p.title, p.docid) for p in products))
     if key not in _BASES:
         directory = tmp_root / f"base-{len(_BASES)}"
-        config = TrainConfig(
-            batch_size=32,
-            lr=8e-3,
-            warmup_steps=10,
-            max_minutes=None,
-            max_steps=250,
-            vocab_size=400,
-            memorisation_sample=10,
-            progress=False,
-            threads=1,
-        )
+        config = tiny_train_config(max_steps=250, memorisation_sample=10)
         train(products, directory, model_config=TINY, config=config, merchant=SHOP)
         _BASES[key] = directory
     return _BASES[key]

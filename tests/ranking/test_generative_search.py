@@ -13,29 +13,13 @@ from catalog import docids
 from catalog.models import Product
 from learners import registry
 from learners.generative.data import load_products
-from learners.generative.model import ModelConfig
-from learners.generative.train import TrainConfig, train
+from learners.generative.train import train
 from learners.models import ModelVersion
 from ranking import generative, inverted
 from tests.conftest import make_category
+from tests.tiny_models import TINY, tiny_train_config
 
-TINY = ModelConfig(d_model=64, d_ff=128, num_heads=2, num_layers=2, num_decoder_layers=1)
 SPECK = "Speck Presidio Case for Samsung Galaxy S8"
-
-
-def tiny_config(seed: int = 0) -> TrainConfig:
-    return TrainConfig(
-        batch_size=32,
-        lr=8e-3,
-        warmup_steps=10,
-        max_minutes=None,
-        max_steps=150,
-        vocab_size=400,
-        memorisation_sample=4,
-        progress=False,
-        threads=1,
-        seed=seed,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +33,12 @@ def publish_version(cache: dict, slug: str, seed: int = 0, status: str = "active
     """Train (once per seed) on ``slug``'s catalog, copy into the registry, register."""
     source = cache["root"] / f"seed{seed}"
     if not source.exists():
-        train(load_products(slug), source, model_config=TINY, config=tiny_config(seed))
+        train(
+            load_products(slug),
+            source,
+            model_config=TINY,
+            config=tiny_train_config(memorisation_sample=4, seed=seed),
+        )
     name, path = registry.new_version_dir("base", slug)
     shutil.copytree(source, path, dirs_exist_ok=True)
     return registry.register("base", name, path, merchant=slug, status=status)
