@@ -43,14 +43,21 @@ def test_replica_follows_the_marker_of_its_store_even_after_settings_change(
     # after the override ended; the replica then read another directory's (absent) marker,
     # took it for a change and reloaded 100k rows in the background during the timing
     monkeypatch.setattr(replica_module, "REFRESH_CHECK_S", 0.0)
-    with override_settings(DATA_DIR=tmp_path):
+    elsewhere = tmp_path / "scratch"  # not the test's own DATA_DIR (which is tmp_path)
+    elsewhere.mkdir()
+    with override_settings(DATA_DIR=elsewhere):
         store = VectorStore("encoder-test-moved", dim=4)
         store.create()
         store.upsert([1], unit(np.ones((1, 4), np.float32)), ["a"], ["x"])
         replica = ExactReplica(store)
-    assert store.generation_marker.is_relative_to(tmp_path)
-    replica.search(np.ones(4, np.float32), 1)
-    assert not replica._refreshing
+    assert store.generation_marker.is_relative_to(elsewhere)
+    reads = []
+    real_read = replica_module.read_snapshot
+    monkeypatch.setattr(replica_module, "read_snapshot", lambda s: reads.append(s) or real_read(s))
+    for _ in range(5):
+        replica.search(np.ones(4, np.float32), 1)
+        time.sleep(0.05)  # room for a (wrong) background reload to start and run
+    assert reads == []
 
 
 def test_serving_replica_loads_in_the_background_and_asks_milvus_meanwhile(db, monkeypatch):
