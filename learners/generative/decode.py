@@ -23,12 +23,15 @@ model decodes correctly without merging.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import T5ForConditionalGeneration
+from transformers.models.t5.modeling_t5 import T5DenseActDense
 
 from catalog.docids import DocidTrie
 from learners.generative.data import clean
@@ -147,10 +150,10 @@ class LeanT5:
         self.model = model
         self.heads = cfg.num_heads
         self.d_kv = cfg.d_kv
-        self.blocks = list(model.decoder.block)
-        self.final_norm = model.decoder.final_layer_norm
-        self.encoder_blocks = list(model.encoder.block)
-        self.encoder_norm = model.encoder.final_layer_norm
+        self.blocks = [_LeanBlock(block) for block in model.decoder.block]
+        self.final_norm = _norm(model.decoder.final_layer_norm)
+        self.encoder_blocks = [_LeanBlock(block) for block in model.encoder.block]
+        self.encoder_norm = _norm(model.encoder.final_layer_norm)
         self.embed = model.get_input_embeddings()
         self.start_id = cfg.decoder_start_token_id
         with torch.inference_mode():
@@ -161,7 +164,7 @@ class LeanT5:
             self.encoder_bias = self._encoder_bias(MAX_ENCODE_LEN)
 
     def _causal_bias(self) -> torch.Tensor:
-        attn = self.blocks[0].layer[0].SelfAttention
+        attn = self.model.decoder.block[0].layer[0].SelfAttention
         bias = attn.compute_bias(MAX_DECODE_LEN, MAX_DECODE_LEN).clone()
         causal = torch.ones(MAX_DECODE_LEN, MAX_DECODE_LEN, dtype=torch.bool).triu(1)
         return bias.masked_fill(causal, NEG_INF)
@@ -169,7 +172,7 @@ class LeanT5:
     def _encoder_bias(self, length: int) -> torch.Tensor:
         """Bidirectional relative-position bias; it depends on j - i only, so the top-left
         block of a longer table is the bias of a shorter input."""
-        attn = self.encoder_blocks[0].layer[0].SelfAttention
+        attn = self.model.encoder.block[0].layer[0].SelfAttention
         return attn.compute_bias(length, length).clone()
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
@@ -187,14 +190,13 @@ class LeanT5:
         bias = bias[:, :, :n, :n]
         h = self.embed(input_ids)
         for block in self.encoder_blocks:
-            h, _ = self._self_attention(block.layer[0], h, None, bias)
-            h = block.layer[1](h)
+            h, _ = self._self_attention(block, h, None, bias)
+            h = block.feed_forward(h)
         hidden = self.encoder_norm(h)
-        cross = []
-        for block in self.blocks:
-            attn = block.layer[1].EncDecAttention
-            cross.append((self._heads(attn.k(hidden)), self._heads(attn.v(hidden))))
-        return cross
+        return [
+            (self._heads(block.cross_k(hidden)), self._heads(block.cross_v(hidden)))
+            for block in self.blocks
+        ]
 
     def step(
         self,
@@ -217,29 +219,76 @@ class LeanT5:
         h = self.embed(tokens)
         new_cache = []
         for i, block in enumerate(self.blocks):
-            h, kv = self._self_attention(
-                block.layer[0], h, None if cache is None else cache[i], bias
-            )
+            h, kv = self._self_attention(block, h, None if cache is None else cache[i], bias)
             new_cache.append(kv)
-            h = self._cross_attention(block.layer[1], h, cross[i])
-            h = block.layer[2](h)
+            h = self._cross_attention(block, h, cross[i])
+            h = block.feed_forward(h)
         h = self.final_norm(h[:, -1])
         return h @ self.out_weight, new_cache
 
-    def _self_attention(self, layer, h, kv, bias):
-        attn = layer.SelfAttention
-        x = layer.layer_norm(h)
-        q, k, v = self._heads(attn.q(x)), self._heads(attn.k(x)), self._heads(attn.v(x))
+    def _self_attention(self, block: _LeanBlock, h, kv, bias):
+        x = block.self_norm(h)
+        q, k, v = (
+            self._heads(block.self_q(x)),
+            self._heads(block.self_k(x)),
+            self._heads(block.self_v(x)),
+        )
         if kv is not None:
             k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
         weights = (q @ k.transpose(-1, -2) + bias).softmax(-1)
-        return h + attn.o(self._merge(weights @ v)), (k, v)
+        return h + block.self_o(self._merge(weights @ v)), (k, v)
 
-    def _cross_attention(self, layer, h, kv):
-        attn = layer.EncDecAttention
-        q = self._heads(attn.q(layer.layer_norm(h)))
+    def _cross_attention(self, block: _LeanBlock, h, kv):
+        q = self._heads(block.cross_q(block.cross_norm(h)))
         weights = (q @ kv[0].transpose(-1, -2)).softmax(-1)
-        return h + attn.o(self._merge(weights @ kv[1]))
+        return h + block.cross_o(self._merge(weights @ kv[1]))
+
+
+Layer = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _linear(module: nn.Module) -> Layer:
+    """A plain ``nn.Linear`` as a direct ``F.linear`` call on its (live) weight: the module
+    call machinery cost more than the product of a 128-wide layer. Anything else -- a LoRA
+    wrapper during adapter training -- is called as the module it is."""
+    if type(module) is not nn.Linear:
+        return module
+    weight, bias = module.weight, module.bias
+    return lambda x: F.linear(x, weight, bias)
+
+
+def _norm(module: nn.Module) -> Layer:
+    """T5's RMS layer norm as one fused ``F.rms_norm`` (five tensor ops in transformers)."""
+    weight, eps = module.weight, module.variance_epsilon
+    shape = (weight.shape[0],)
+    return lambda x: F.rms_norm(x, shape, weight, eps)
+
+
+class _LeanBlock:
+    """One T5 block's projections and norms as direct calls (the cross-attention ones exist
+    in decoder blocks only)."""
+
+    def __init__(self, block: nn.Module) -> None:
+        attention = block.layer[0]
+        self.self_norm = _norm(attention.layer_norm)
+        attn = attention.SelfAttention
+        self.self_q, self.self_k = _linear(attn.q), _linear(attn.k)
+        self.self_v, self.self_o = _linear(attn.v), _linear(attn.o)
+        if block.is_decoder:
+            cross = block.layer[1]
+            self.cross_norm = _norm(cross.layer_norm)
+            attn = cross.EncDecAttention
+            self.cross_q, self.cross_k = _linear(attn.q), _linear(attn.k)
+            self.cross_v, self.cross_o = _linear(attn.v), _linear(attn.o)
+        self.feed_forward = self._feed_forward(block.layer[-1])
+
+    @staticmethod
+    def _feed_forward(layer: nn.Module) -> Layer:
+        dense = layer.DenseReluDense
+        if not isinstance(dense, T5DenseActDense) or not isinstance(dense.act, nn.ReLU):
+            return layer  # gated or other activations: transformers' own forward
+        norm, wi, wo = _norm(layer.layer_norm), _linear(dense.wi), _linear(dense.wo)
+        return lambda h: h + wo(F.relu(wi(norm(h))))
 
 
 # --------------------------------------------------------------------------------------------
