@@ -9,11 +9,10 @@ from collections.abc import Callable, Mapping
 
 from django.conf import settings
 
-from catalog.models import Category, Merchant
-from ranking import generative
+from ranking import catalog_cache, generative
 from ranking.dense.recall import DenseRecall, dense_rrf_weight
 from ranking.errors import SearchQueryError
-from ranking.features import ProductInfo, load_products
+from ranking.features import ProductInfo
 from ranking.generative import GenerativeServingRecall
 from ranking.inverted import query_terms
 from ranking.ranker.serving import explain_hits, rerank
@@ -65,7 +64,7 @@ def search(
     started = time.perf_counter()
     query = validate_query(query)
     k, offset = validate_paging(k, offset)
-    if merchant and not Merchant.objects.filter(slug=merchant).exists():
+    if merchant and not catalog_cache.catalog.merchant_exists(merchant):
         raise SearchQueryError(f"unknown merchant {merchant!r}")
     paths = resolve_pipeline(pipeline)
 
@@ -202,7 +201,7 @@ def hydrate(
     for its features) plus one query for any candidate they lack."""
     known = products or {}
     missing = [c.product_id for c in candidates if c.product_id not in known]
-    infos = {**known, **load_products(missing)} if missing else known
+    infos = {**known, **catalog_cache.products.get_many(missing)} if missing else known
     results = []
     for candidate in candidates:
         info = infos.get(candidate.product_id)
@@ -232,9 +231,6 @@ def hydrate(
 def facet_counts(counts: dict[str, int], merchant: str | None) -> list[FacetCount]:
     if not counts:
         return []
-    categories = Category.objects.filter(path__in=list(counts))
-    if merchant:
-        categories = categories.filter(merchant__slug=merchant)
-    names = dict(categories.values_list("path", "full_name"))
+    names = catalog_cache.catalog.category_names(counts, merchant)
     facets = [FacetCount(path, names.get(path, path), n) for path, n in counts.items()]
     return sorted(facets, key=lambda f: (-f.count, f.name))

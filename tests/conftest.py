@@ -13,11 +13,13 @@ from catalog.models import Category, Merchant, Product
 def isolated_data_dir(settings, tmp_path):
     settings.DATA_DIR = tmp_path
     settings.SEARCH_INDEX_DIR = tmp_path / "index"
-    from ranking import inverted
+    from ranking import catalog_cache, inverted
 
     inverted.reset_cache()
+    catalog_cache.catalog.clear()
     yield tmp_path
     inverted.reset_cache()
+    catalog_cache.catalog.clear()
 
 
 def make_category(merchant: Merchant, names: list[str]) -> Category:

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 
 from learners.models import ModelVersion
-from ranking import diversity
+from ranking import catalog_cache, diversity
 from ranking.active_models import ActiveModels
-from ranking.features import FEATURES, ProductInfo, candidate_features, load_products, signals
+from ranking.features import FEATURES, ProductInfo, candidate_features, signals
 from ranking.ranker.data import CANDIDATE_DEPTH
 from ranking.ranker.model import HEADS, FusionRanker
 from ranking.recall import RecallRequest, RecallResult
@@ -58,7 +58,9 @@ def rerank(
     window = {
         name: RecallResult(r.candidates[:CANDIDATE_DEPTH], r.total) for name, r in results.items()
     }
-    infos = load_products([c.product_id for r in window.values() for c in r.candidates])
+    infos = catalog_cache.products.get_many(
+        c.product_id for r in window.values() for c in r.candidates
+    )
     pids, features = candidate_features(
         request.query, window, infos, signals.rates(request.merchant)
     )

@@ -17,6 +17,7 @@ from django.http import HttpRequest, JsonResponse
 
 import ranking
 from catalog.models import Merchant
+from ranking import catalog_cache
 from web import tracking
 
 logger = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def _merchant_param(request: HttpRequest) -> str | None:
     slug = request.GET.get("merchant", "").strip()
     if not slug:
         return None
-    if not Merchant.objects.filter(slug=slug).exists():
+    if not catalog_cache.catalog.merchant_exists(slug):
         valid = list(Merchant.objects.order_by("slug").values_list("slug", flat=True))
         raise BadRequest(
             f"unknown merchant {slug[:100]!r}; valid merchants: {', '.join(valid) or '(none)'}",
