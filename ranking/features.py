@@ -228,6 +228,13 @@ def _overlap(query: frozenset[str], text: str) -> float:
     return len(query & content_words(text)) / len(query) if query else 0.0
 
 
+@lru_cache(maxsize=CONTENT_WORDS_CACHE)
+def category_text(names: tuple[str, ...]) -> str:
+    """The cleaned leaf and parent category names as one text (memoised like
+    :func:`content_words`: a shop has a few hundred category chains)."""
+    return " ".join(category_names(names))
+
+
 def _intent(
     results: dict[str, RecallResult], products: dict[int, ProductInfo]
 ) -> tuple[Counter[str], Counter[str], int, int]:
@@ -288,7 +295,7 @@ def candidate_features(
             sum(per_path[name].get(pid, (0.0,))[0] for name in PATHS),
             _overlap(qwords, info.title),
             _overlap(qwords, info.brand),
-            _overlap(qwords, " ".join(category_names(info.category_names))),
+            _overlap(qwords, category_text(info.category_names)),
             float(bool(qwords) and qwords <= content_words(info.title)),
             shares[info.category_path] / depth if depth else 0.0,
             generated[prefix] / decoded if decoded and prefix else 0.0,

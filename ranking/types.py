@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from typing import Any
 
@@ -78,6 +78,6 @@ class SearchResponse:
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "corrected_query": self.corrected_query,
             "model_version": self.model_version,
-            "facets": [asdict(f) for f in self.facets],
+            "facets": [{"path": f.path, "name": f.name, "count": f.count} for f in self.facets],
             "results": [r.to_json() for r in self.results],
         }

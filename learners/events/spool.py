@@ -15,7 +15,10 @@ can at worst resend a segment -- harmless, because the consumer is idempotent on
 
 The bound is on the total bytes of the directory: when it is reached ``append`` refuses
 records and says how many it took, so callers can report them as failed instead of dropping
-them. Appends are flushed to the OS on every call (they survive a process crash, not a power
+them. The directory is measured at most every ``SIZE_RECHECK_S`` (listing it on every append
+cost a search request a millisecond during an outage); in between a process adds what it
+wrote itself, so the bound can be overshot by at most one second of the *other* processes'
+appends. Appends are flushed to the OS on every call (they survive a process crash, not a power
 loss); the spool is an outage buffer, not a second database.
 """
 
@@ -34,6 +37,8 @@ from typing import IO, Any
 log = logging.getLogger(__name__)
 
 _PREFIX = "seg-"
+#: Longest time ``append`` trusts its last measurement of the directory's size.
+SIZE_RECHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,8 @@ class FileSpool:
         self._lock = threading.Lock()
         self._active: Path | None = None
         self._handle: IO[bytes] | None = None
+        self._size = 0  # bytes in the directory when last measured, plus our writes since
+        self._measured_at: float | None = None
         self.directory.mkdir(parents=True, exist_ok=True)
 
     # -- writing ---------------------------------------------------------------------------
@@ -95,14 +102,16 @@ class FileSpool:
     def append(self, records: Sequence[SpoolRecord]) -> int:
         """Append as many of ``records`` (in order) as the bound allows; return that number."""
         with self._lock:
-            budget = self.max_bytes - self.size_bytes()
+            now = time.monotonic()
+            if self._measured_at is None or now - self._measured_at >= SIZE_RECHECK_S:
+                self._size, self._measured_at = self.size_bytes(), now
             taken = 0
             for record in records:
                 line = record.line()
-                if len(line) > budget:
+                if self._size + len(line) > self.max_bytes:
                     break
                 self._write(line)
-                budget -= len(line)
+                self._size += len(line)
                 taken += 1
             if self._handle is not None:
                 self._handle.flush()

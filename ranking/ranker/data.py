@@ -30,11 +30,12 @@ import numpy as np
 from django.db.models import Sum
 from tqdm import tqdm
 
-from learners.generative.data import DataConfig, TrainingData, category_names, load_products
+from learners.generative.data import DataConfig, TrainingData, load_products
 from ranking.features import (
     CTR_WINDOW,
     ProductInfo,
     candidate_features,
+    category_text,
     content_words,
     load_rates,
 )
@@ -63,7 +64,7 @@ def pseudo_label(query: frozenset[str], source: ProductInfo, candidate: ProductI
     product, _, device = candidate.title.partition(" for ")
     main = content_words(f"{product} {candidate.brand}")
     target = content_words(device)
-    categories = content_words(" ".join(category_names(candidate.category_names)))
+    categories = content_words(category_text(candidate.category_names))
     if not query or not query <= main | target | categories:
         return 0
     return 2 if query & (main | (categories - target)) else 1

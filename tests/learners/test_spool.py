@@ -38,6 +38,22 @@ def test_bound_refuses_instead_of_dropping(tmp_path):
     assert spool.pending_events() == 3
 
 
+def test_bound_counts_other_writers_once_the_directory_is_measured_again(tmp_path, monkeypatch):
+    from learners.events import spool as spool_module
+
+    now = [100.0]
+    monkeypatch.setattr(spool_module.time, "monotonic", lambda: now[0])
+    one = len(records(1)[0].line())
+    mine = FileSpool(tmp_path, max_bytes=one * 4, segment_bytes=1 << 20)
+    theirs = FileSpool(tmp_path, max_bytes=one * 4, segment_bytes=1 << 20)  # another process
+    assert mine.append(records(1)) == 1
+    assert theirs.append(records(2)) == 2
+    assert mine.append(records(1)) == 1  # within the recheck interval: their 2 not seen yet
+    now[0] += spool_module.SIZE_RECHECK_S
+    assert mine.append(records(1)) == 0  # measured again: 4 records, the bound
+    assert mine.pending_events() == 4
+
+
 def test_released_segment_is_retried(tmp_path):
     spool = FileSpool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 20)
     spool.append(records(3))
