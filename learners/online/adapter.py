@@ -10,7 +10,10 @@ Why LoRA and these settings (:class:`~learners.online.config.OnlineConfig`):
 * **r = 8, alpha = 16** (scale 2): 127k trainable parameters on the 2.3M-parameter base, plenty
   for one hour's few thousand pairs, and an adapter trains in 5-20 s on one shared core;
 * **dropout 0**: the hour's pairs are few and replay already regularises, and dropout's random
-  masks cost ~25% of a CPU step on this model (measured for the base, generative/model.py).
+  masks cost ~25% of a CPU step on this model (measured for the base, generative/model.py);
+* **distillation** (``ONLINE_DISTILL``, off by default): a KL term towards the base's docid
+  distribution on every training input (:func:`distillation_loss`), the EWC-like option the
+  design allows; it costs one extra forward pass of the base per step.
 
 Each hour's adapter starts from the previous serving adapter's weights (the chain continues:
 one consolidated adapter, never a growing stack, as arXiv 2604.23388 advises); a new base starts
@@ -199,7 +202,18 @@ def _loop(
         w = torch.tensor(weights[start : start + config.batch_size])
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1.0 - 0.9 * step / steps)
-        loss = weighted_loss(bundle, batch, w, output_ids)
+        logits = docid_logits(
+            bundle.model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.decoder_input_ids,
+            output_ids,
+        )
+        loss = weighted_loss(logits, batch.labels, w)
+        if config.distill > 0:
+            loss = loss + config.distill * distillation_loss(
+                peft_model, bundle, batch, logits, output_ids
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -232,16 +246,43 @@ def _checkpoint_steps(steps: int, count: int) -> set[int]:
 
 
 def weighted_loss(
-    bundle: GenerativeModel, batch: Any, weights: torch.Tensor, output_ids: torch.Tensor
+    logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
     """Per-example mean token cross-entropy, averaged with the pairs' weights."""
-    logits = docid_logits(
-        bundle.model, batch.input_ids, batch.attention_mask, batch.decoder_input_ids, output_ids
-    )
-    tokens = F.cross_entropy(logits.transpose(1, 2), batch.labels, reduction="none")
-    mask = (batch.labels != -100).float()
+    tokens = F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
+    mask = (labels != -100).float()
     per_example = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1.0)
     return (per_example * weights).sum() / weights.sum().clamp(min=1e-9)
+
+
+def distillation_loss(
+    peft_model: PeftModel,
+    bundle: GenerativeModel,
+    batch: Any,
+    logits: torch.Tensor,
+    output_ids: torch.Tensor,
+) -> torch.Tensor:
+    """KL(base || adapted) of the next-docid-token distributions, per labelled position.
+
+    Why: the gate bounds forgetting *relative to the base*, and replayed hard labels only
+    protect the one docid each replayed query names; the base's whole distribution carries
+    its ranking of every docid, which is what probe recall@10 measures (Learning without
+    Forgetting, Li & Hoiem 2016). The base's logits come from the same modules with the LoRA
+    layers switched off.
+    """
+    with torch.no_grad(), peft_model.disable_adapter():
+        base = docid_logits(
+            bundle.model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.decoder_input_ids,
+            output_ids,
+        )
+    mask = batch.labels != -100
+    kl = F.kl_div(
+        logits.log_softmax(-1)[mask], base.log_softmax(-1)[mask], log_target=True, reduction="sum"
+    )
+    return kl / mask.sum().clamp(min=1)
 
 
 def load_adapted(base_dir: Path, adapter_dir: Path | None) -> GenerativeModel:

@@ -22,6 +22,9 @@ ONLINE_MAX_SECONDS              150      training time budget per adapter
 ONLINE_PROBE_CHECKPOINTS        4        probe checks during training; keep the last one
                                          within the forgetting bound (0: off)
 ONLINE_LR                       3e-4     AdamW learning rate (LoRA parameters only)
+ONLINE_DISTILL                  0.0      weight of the KL term that keeps the adapted model's
+                                         docid distribution near the base's on every training
+                                         input (Learning without Forgetting; 0: off)
 ONLINE_BATCH_SIZE               64
 ONLINE_THREADS                  1        torch threads (1 is faster on a shared CPU)
 ONLINE_PROBE_SIZE               1600     fixed probe queries per base model
@@ -61,6 +64,7 @@ class OnlineConfig:
     #: points of probe recall every hour (all rejected); 3e-4 got hour 1 promoted (held-out
     #: recall@10 0.661 -> 0.691, probe -0.25 points, eval NDCG@10 0.222 -> 0.228)
     lr: float = 3e-4
+    distill: float = 0.0
     batch_size: int = 64
     threads: int = 1
     #: 1 point of probe recall is probe_size/100 queries: with 400, 4 queries -- about the churn

@@ -259,27 +259,40 @@ def test_an_adapter_trained_on_a_few_events_changes_retrieval_for_those_queries(
     assert all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_replay_reduces_forgetting_on_a_toy_setup(shop, tmp_path):
-    """Hijack: many product-like queries all bought as one product. Without replay the model
-    unlearns the catalog; with the default 20% replay it keeps clearly more of it."""
+@pytest.fixture
+def hijacked_hour(shop, tmp_path):
+    """Hijack: many product-like queries all bought as one product, which makes a model that
+    learns the hour unlearn the catalog. Returns probe recall@10 of an adapter trained on it
+    with the given config overrides (None: the base)."""
     products = {p.docid: p for p in load_products(SHOP)}
     hijack = {p.title.lower(): "P00" for p in list(products.values())[1:13]}
     teach(hijack, sessions=2)
-    config = fast_config(epochs=12, min_steps=80)
-    buffer = hourly.prepared_buffer(shop["base"], config)
-    probe = buffer.probe()
+    probe = hourly.prepared_buffer(shop["base"], fast_config()).probe()
 
-    def probe_score(adapter_dir):
-        bundle = load_adapted(shop["base"].directory, adapter_dir)
+    def probe_recall(name: str | None, **overrides) -> float:
+        config = fast_config(epochs=12, min_steps=80, **overrides)
+        adapter = None if name is None else hour_adapter(shop, tmp_path, config, name=name)
+        bundle = load_adapted(shop["base"].directory, adapter)
         return score(bundle, {}, probe, 10).probe_recall
 
-    base = probe_score(None)
-    replayed = probe_score(hour_adapter(shop, tmp_path, config, name="replay"))
-    forgetful = probe_score(
-        hour_adapter(shop, tmp_path, fast_config(epochs=12, min_steps=80, replay_fraction=0.0))
-    )
+    return probe_recall
+
+
+def test_replay_reduces_forgetting_on_a_toy_setup(hijacked_hour):
+    """With the default 20% replay the model keeps clearly more of the catalog."""
+    base = hijacked_hour(None)
+    replayed = hijacked_hour("replay")
+    forgetful = hijacked_hour("forgetful", replay_fraction=0.0)
     assert base - forgetful > 0.1  # the toy setup does forget
     assert replayed - forgetful > 0.2, (base, replayed, forgetful)  # measured: 1.0 vs 0.47
+
+
+def test_distillation_to_the_base_reduces_forgetting_on_a_toy_setup(hijacked_hour):
+    """Without any replay, the KL term towards the base's docid distribution alone keeps
+    more of the catalog than plain training on the hour."""
+    forgetful = hijacked_hour("forgetful", replay_fraction=0.0)
+    distilled = hijacked_hour("distilled", replay_fraction=0.0, distill=1.0)
+    assert distilled - forgetful > 0.1, (distilled, forgetful)  # measured: 0.84 vs 0.47
 
 
 def lora_weights(model) -> dict[str, torch.Tensor]:
