@@ -250,6 +250,38 @@ def test_lean_decoder_matches_the_full_t5_forward():
             assert torch.allclose(logits[0], full[pos + 1], atol=1e-4)
 
 
+def test_lean_decoder_calls_lora_layers_unmerged_as_it_would_the_merged_model():
+    """Adapter training's probe checks decode a PEFT-wrapped model: its LoRA layers must be
+    called as modules, not resolved to their base weights like plain ``Linear`` layers."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    paths = ["cell-phones/cases/c0/0001", "cell-phones/cases/c1/0002", "cell-phones/chargers/0001"]
+    bundle = random_bundle(paths, seed=3)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q", "v", "wi"], lora_dropout=0.0)
+    wrapped = get_peft_model(copy.deepcopy(bundle.model), config)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, weight in wrapped.named_parameters():
+            if "lora_B" in name:  # PEFT starts B at zero: make the adapter change something
+                weight.normal_(0.0, 0.5)
+    merged = copy.deepcopy(wrapped).merge_and_unload().eval()
+    source = torch.tensor([bundle.tokenizer.encode("red case").ids])
+    target = torch.tensor([bundle.vocab.encode(paths[1])[:2]])
+    with torch.inference_mode():
+        logits = {}
+        for name, model in (
+            ("base", bundle.model),
+            ("wrapped", wrapped.eval()),
+            ("merged", merged),
+        ):
+            lean = LeanT5(model.base_model.model if name == "wrapped" else model, bundle.vocab)
+            logits[name], _ = lean.step(target, None, lean.encode(source), first=True)
+    assert torch.allclose(logits["wrapped"], logits["merged"], atol=1e-4)
+    assert not torch.allclose(logits["wrapped"], logits["base"], atol=1e-2)
+
+
 def test_exhaustive_beam_is_a_probability_distribution_over_the_trie():
     paths = [f"a/{c}/{i:04d}" for c in ("c0", "c1") for i in range(1, 4)] + ["b/0001", "b/x/0001"]
     bundle = random_bundle(paths, seed=2)
