@@ -11,9 +11,10 @@ Why LoRA and these settings (:class:`~learners.online.config.OnlineConfig`):
   for one hour's few thousand pairs, and an adapter trains in 5-20 s on one shared core;
 * **dropout 0**: the hour's pairs are few and replay already regularises, and dropout's random
   masks cost ~25% of a CPU step on this model (measured for the base, generative/model.py);
-* **distillation** (``ONLINE_DISTILL``, off by default): a KL term towards the base's docid
+* **distillation** (``ONLINE_DISTILL``, weight 1): a KL term towards the base's docid
   distribution on every training input (:func:`distillation_loss`), the EWC-like option the
-  design allows; it costs one extra forward pass of the base per step.
+  design allows; it costs one extra forward pass of the base per step and, on the BestBuy
+  learning curve, let more hours through the gate for the same forgetting (config.py).
 
 Each hour's adapter starts from the previous serving adapter's weights (the chain continues:
 one consolidated adapter, never a growing stack, as arXiv 2604.23388 advises); a new base starts
