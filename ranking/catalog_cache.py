@@ -136,9 +136,8 @@ def _category_names(merchant: str | None) -> dict[str, str]:
 
 
 catalog = CatalogCache()
-products = catalog.products
 
 
 def on_products_changed(sender, merchant_id: int, product_ids: list[int], **kwargs) -> None:
     """Receiver of ``catalog.signals.products_changed``: this process reads them afresh."""
-    products.evict(product_ids)
+    catalog.products.evict(product_ids)

@@ -201,7 +201,7 @@ def hydrate(
     for its features) plus one query for any candidate they lack."""
     known = products or {}
     missing = [c.product_id for c in candidates if c.product_id not in known]
-    infos = {**known, **catalog_cache.products.get_many(missing)} if missing else known
+    infos = {**known, **catalog_cache.catalog.products.get_many(missing)} if missing else known
     results = []
     for candidate in candidates:
         info = infos.get(candidate.product_id)

@@ -203,13 +203,7 @@ def _loop(
         w = torch.tensor(weights[start : start + config.batch_size])
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1.0 - 0.9 * step / steps)
-        logits = docid_logits(
-            bundle.model,
-            batch.input_ids,
-            batch.attention_mask,
-            batch.decoder_input_ids,
-            output_ids,
-        )
+        logits = batch_logits(bundle, batch, output_ids)
         loss = weighted_loss(logits, batch.labels, w)
         if config.distill > 0:
             loss = loss + config.distill * distillation_loss(
@@ -246,6 +240,13 @@ def _checkpoint_steps(steps: int, count: int) -> set[int]:
     return {max(1, round(steps * (i + 1) / count)) for i in range(count)}
 
 
+def batch_logits(bundle: GenerativeModel, batch: Any, output_ids: torch.Tensor) -> torch.Tensor:
+    """Docid-vocabulary logits of a collated batch under the model as it is now."""
+    return docid_logits(
+        bundle.model, batch.input_ids, batch.attention_mask, batch.decoder_input_ids, output_ids
+    )
+
+
 def weighted_loss(
     logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor
 ) -> torch.Tensor:
@@ -272,13 +273,7 @@ def distillation_loss(
     layers switched off.
     """
     with torch.no_grad(), peft_model.disable_adapter():
-        base = docid_logits(
-            bundle.model,
-            batch.input_ids,
-            batch.attention_mask,
-            batch.decoder_input_ids,
-            output_ids,
-        )
+        base = batch_logits(bundle, batch, output_ids)
     mask = batch.labels != -100
     kl = F.kl_div(
         logits.log_softmax(-1)[mask], base.log_softmax(-1)[mask], log_target=True, reduction="sum"
