@@ -11,8 +11,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ranking import search
+from ranking.benchmarks.relevance import evaluate
 
-METRICS = {"ndcg@10", "mrr@10", "recall@100", "map@100"}
+METRICS = {"ndcg@10", "mrr@10", "recall@100", "map@100", "condensed_ndcg@10", "judged@10"}
 
 
 @pytest.fixture
@@ -83,6 +84,10 @@ def test_metrics_average_over_queries(small_catalog, bench_dir):
     assert scores["ndcg@10"] == pytest.approx((1 + 1 / math.log2(rank + 1)) / 2)
     assert scores["map@100"] == pytest.approx((1 + 1 / rank) / 2)
     assert scores["recall@100"] == pytest.approx(1.0)
+    # with the unjudged products removed, P1 is first for both queries
+    assert scores["condensed_ndcg@10"] == pytest.approx(1.0)
+    top = ranking[:10]
+    assert scores["judged@10"] == pytest.approx((1 + ("P1" in top) / len(top)) / 2)
     assert all(0.0 <= value <= 1.0 for value in scores.values())
 
 
@@ -92,7 +97,9 @@ def test_query_without_results_scores_zero(small_catalog, bench_dir):
     )
     qrels = write_qrels(bench_dir, ["q1 0 P1 1", "q2 0 P2 1"])
     report, _ = run_bench(queries, qrels, bench_dir / "out.json")
-    assert report["pipelines"]["bm25"] == pytest.approx(dict.fromkeys(METRICS, 0.5))
+    # judged@10 leaves out q2: it showed nothing that could have been judged
+    expected = {**dict.fromkeys(METRICS, 0.5), "judged@10": 1.0}
+    assert report["pipelines"]["bm25"] == pytest.approx(expected)
 
 
 def test_merchant_detected_from_judged_skus(small_catalog, bench_dir):
@@ -110,6 +117,21 @@ def test_explicit_merchant_overrides_detection(small_catalog, bench_dir):
     report, _ = run_bench(queries, qrels, bench_dir / "out.json", "--merchant", "phone-shop")
     assert report["merchant"] == "phone-shop"
     assert report["pipelines"]["bm25"] == pytest.approx(dict.fromkeys(METRICS, 0.0))
+
+
+def test_condensed_ndcg_drops_unjudged_products_and_judged_share_counts_them():
+    qrels = {"q1": {"A": 2, "B": 0, "C": 1}, "q2": {"D": 1}}
+    # q1 shows an unjudged product first and one between A and C; q2 finds nothing judged
+    run = {"q1": {"X": 4.0, "A": 3.0, "Y": 2.0, "C": 1.0}, "q2": {"Z": 1.0}}
+
+    scores = evaluate(qrels, run)
+
+    ideal = 2 + 1 / math.log2(3)
+    full_q1 = (2 / math.log2(3) + 1 / math.log2(5)) / ideal
+    assert scores["ndcg@10"] == pytest.approx(full_q1 / 2)
+    # condensed q1 is [A, C]: the ideal order; q2's condensed list is empty
+    assert scores["condensed_ndcg@10"] == pytest.approx(1.0 / 2)
+    assert scores["judged@10"] == pytest.approx((2 / 4 + 0 / 1) / 2)
 
 
 # --- errors -----------------------------------------------------------------------------------
