@@ -11,10 +11,12 @@ Why LoRA and these settings (:class:`~learners.online.config.OnlineConfig`):
   for one hour's few thousand pairs, and an adapter trains in 5-20 s on one shared core;
 * **dropout 0**: the hour's pairs are few and replay already regularises, and dropout's random
   masks cost ~25% of a CPU step on this model (measured for the base, generative/model.py);
-* **distillation** (``ONLINE_DISTILL``, weight 1): a KL term towards the base's docid
+* **distillation** (``ONLINE_DISTILL``, weight 1): a KL term towards a frozen teacher's docid
   distribution on every training input (:func:`distillation_loss`), the EWC-like option the
-  design allows; it costs one extra forward pass of the base per step and, on the BestBuy
-  learning curve, let more hours through the gate for the same forgetting (config.py).
+  design allows. The teacher (``ONLINE_DISTILL_TEACHER``) is the base, or the serving model the
+  hour continues from; its logits are computed once per batch before training, not per step.
+  On the BestBuy learning curve it let more hours through the gate for the same forgetting
+  (config.py).
 
 Each hour's adapter starts from the previous serving adapter's weights (the chain continues:
 one consolidated adapter, never a growing stack, as arXiv 2604.23388 advises); a new base starts
@@ -28,11 +30,10 @@ An adapter directory holds PEFT's ``adapter_config.json`` + ``adapter_model.safe
 from __future__ import annotations
 
 import json
-import math
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
     from learners.models import ModelVersion
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
+#: What distillation pulls an adapter towards (``OnlineConfig.distill_teacher``).
+DISTILL_TEACHERS = ("base", "serving")
 
 
 def lora_config(config: OnlineConfig) -> LoraConfig:
@@ -189,26 +192,29 @@ def _loop(
         return {"steps": 0, "loss": None, "stopped_by_budget": False}
     examples = [Example(p.query, p.docid, "online", p.prefix_only) for p in pairs]
     weights = [p.weight for p in pairs]
-    batches = math.ceil(len(examples) / config.batch_size)
-    steps = max(config.min_steps, batches)
+    batches = [
+        collate(examples[start : start + config.batch_size], bundle)
+        for start in range(0, len(examples), config.batch_size)
+    ]
+    steps = max(config.min_steps, len(batches))
     checkpoints = _checkpoint_steps(steps, config.probe_checkpoints) if guard else set()
     output_ids = torch.tensor(bundle.vocab.token_ids)
+    teacher = teacher_logits(peft_model, bundle, batches, output_ids, config)
     peft_model.train()
     started, loss_ema, done, stopped_by_probe = time.perf_counter(), None, 0, False
     for step in range(steps):
         if time.perf_counter() - started > config.max_seconds:
             break
-        start = (step % batches) * config.batch_size
-        batch = collate(examples[start : start + config.batch_size], bundle)
+        index = step % len(batches)
+        batch = batches[index]
+        start = index * config.batch_size
         w = torch.tensor(weights[start : start + config.batch_size])
         for group in optimizer.param_groups:
             group["lr"] = config.lr * (1.0 - 0.9 * step / steps)
         logits = batch_logits(bundle, batch, output_ids)
         loss = weighted_loss(logits, batch.labels, w)
-        if config.distill > 0:
-            loss = loss + config.distill * distillation_loss(
-                peft_model, bundle, batch, logits, output_ids
-            )
+        if teacher:
+            loss = loss + config.distill * distillation_loss(logits, teacher[index], batch.labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -257,27 +263,46 @@ def weighted_loss(
     return (per_example * weights).sum() / weights.sum().clamp(min=1e-9)
 
 
-def distillation_loss(
+def teacher_logits(
     peft_model: PeftModel,
     bundle: GenerativeModel,
-    batch: Any,
-    logits: torch.Tensor,
+    batches: Sequence[Any],
     output_ids: torch.Tensor,
+    config: OnlineConfig,
+) -> list[torch.Tensor]:
+    """The distillation target of every batch, computed once before training starts.
+
+    ``config.distill_teacher`` picks the teacher: ``"base"`` (the LoRA layers switched off) or
+    ``"serving"`` (the model as the hour starts, i.e. with the adapter it continues from; the
+    base when a chain starts). Both are frozen during training, so one forward pass per batch
+    replaces one per step. Empty when distillation is off.
+    """
+    if config.distill <= 0:
+        return []
+    if config.distill_teacher not in DISTILL_TEACHERS:
+        raise ValueError(
+            f"ONLINE_DISTILL_TEACHER must be one of {', '.join(DISTILL_TEACHERS)}, "
+            f"not {config.distill_teacher!r}"
+        )
+    off = peft_model.disable_adapter() if config.distill_teacher == "base" else nullcontext()
+    peft_model.eval()
+    with torch.no_grad(), off:
+        return [batch_logits(bundle, batch, output_ids) for batch in batches]
+
+
+def distillation_loss(
+    logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """KL(base || adapted) of the next-docid-token distributions, per labelled position.
+    """KL(teacher || adapted) of the next-docid-token distributions, per labelled position.
 
     Why: the gate bounds forgetting *relative to the base*, and replayed hard labels only
-    protect the one docid each replayed query names; the base's whole distribution carries
+    protect the one docid each replayed query names; the teacher's whole distribution carries
     its ranking of every docid, which is what probe recall@10 measures (Learning without
-    Forgetting, Li & Hoiem 2016). The base's logits come from the same modules with the LoRA
-    layers switched off.
+    Forgetting, Li & Hoiem 2016).
     """
-    with torch.no_grad(), peft_model.disable_adapter():
-        base = batch_logits(bundle, batch, output_ids)
-    mask = batch.labels != -100
-    kl = F.kl_div(
-        logits.log_softmax(-1)[mask], base.log_softmax(-1)[mask], log_target=True, reduction="sum"
-    )
+    mask = labels != -100
+    student, target = logits.log_softmax(-1)[mask], teacher.log_softmax(-1)[mask]
+    kl = F.kl_div(student, target, log_target=True, reduction="sum")
     return kl / mask.sum().clamp(min=1)
 
 

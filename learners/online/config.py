@@ -25,6 +25,8 @@ ONLINE_LR                       3e-4     AdamW learning rate (LoRA parameters on
 ONLINE_DISTILL                  1.0      weight of the KL term that keeps the adapted model's
                                          docid distribution near the base's on every training
                                          input (Learning without Forgetting; 0: off)
+ONLINE_DISTILL_TEACHER          base     the distillation target: "base" (the base model) or
+                                         "serving" (the adapter the hour continues from)
 ONLINE_BATCH_SIZE               64
 ONLINE_THREADS                  1        torch threads (1 is faster on a shared CPU)
 ONLINE_PROBE_SIZE               1600     fixed probe queries per base model
@@ -67,6 +69,7 @@ class OnlineConfig:
     #: BestBuy, 24 h, seed 1: eval NDCG@10 +7.6% with it against +3.2% without (probe -0.79 /
     #: -0.51 points); 6 h, seed 2: +12.6% / +2.3% (probe -0.82 / -0.90)
     distill: float = 1.0
+    distill_teacher: str = "base"
     batch_size: int = 64
     threads: int = 1
     #: 1 point of probe recall is probe_size/100 queries: with 400, 4 queries -- about the churn

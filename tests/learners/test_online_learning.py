@@ -21,12 +21,20 @@ from catalog.models import Merchant, Product
 from learners import registry
 from learners.events.consumer import store_events
 from learners.events.schema import parse_event
-from learners.generative.data import load_products
+from learners.generative.data import Example, load_products
 from learners.generative.decode import GenerativeRetriever
-from learners.generative.train import train
+from learners.generative.model import load_version
+from learners.generative.train import collate, train
 from learners.models import ModelVersion
 from learners.online import hourly
-from learners.online.adapter import ADAPTER_WEIGHTS, load_adapted, train_adapter
+from learners.online.adapter import (
+    ADAPTER_WEIGHTS,
+    attach,
+    batch_logits,
+    load_adapted,
+    teacher_logits,
+    train_adapter,
+)
 from learners.online.config import OnlineConfig
 from learners.online.gate import Scores, decide, score
 from learners.online.pairs import Pair, build_pairs, by_query
@@ -294,6 +302,36 @@ def test_distillation_to_the_base_reduces_forgetting_on_a_toy_setup(hijacked_hou
     forgetful = hijacked_hour("forgetful", replay_fraction=0.0, distill=0.0)
     distilled = hijacked_hour("distilled", replay_fraction=0.0, distill=1.0)
     assert distilled - forgetful > 0.1, (distilled, forgetful)  # measured: 0.84 vs 0.47
+
+
+def test_the_distillation_teacher_is_the_base_or_the_adapter_the_hour_continues_from(
+    shop, tmp_path
+):
+    teach(TAUGHT, sessions=3)
+    previous = hour_adapter(shop, tmp_path, fast_config(), name="previous")
+    base_dir = shop["base"].directory
+    pairs = build_pairs(HOUR, SHOP, holdout_fraction=0.0).train
+    examples = [Example(p.query, p.docid, "online") for p in pairs]
+
+    def teacher(kind: str) -> torch.Tensor:
+        config = fast_config(distill_teacher=kind)
+        bundle = load_version(base_dir)
+        model = attach(bundle, previous, config)
+        batch = collate(examples, bundle)
+        output_ids = torch.tensor(bundle.vocab.token_ids)
+        return teacher_logits(model, bundle, [batch], output_ids, config)[0]
+
+    def plain(adapter: Path | None) -> torch.Tensor:
+        bundle = load_adapted(base_dir, adapter)
+        output_ids = torch.tensor(bundle.vocab.token_ids)
+        with torch.no_grad():
+            return batch_logits(bundle, collate(examples, bundle), output_ids)
+
+    assert torch.allclose(teacher("base"), plain(None), atol=1e-4)
+    assert torch.allclose(teacher("serving"), plain(previous), atol=1e-4)
+    assert not torch.allclose(plain(None), plain(previous), atol=1e-2)
+    with pytest.raises(ValueError, match="ONLINE_DISTILL_TEACHER"):
+        teacher("previous")
 
 
 def lora_weights(model) -> dict[str, torch.Tensor]:
