@@ -58,8 +58,6 @@ if TYPE_CHECKING:
     from learners.models import ModelVersion
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
-#: What distillation pulls an adapter towards (``OnlineConfig.distill_teacher``).
-DISTILL_TEACHERS = ("base", "serving")
 
 
 def lora_config(config: OnlineConfig) -> LoraConfig:
@@ -199,7 +197,7 @@ def _loop(
     steps = max(config.min_steps, len(batches))
     checkpoints = _checkpoint_steps(steps, config.probe_checkpoints) if guard else set()
     output_ids = torch.tensor(bundle.vocab.token_ids)
-    teacher = teacher_logits(peft_model, bundle, batches, output_ids, config)
+    targets = teacher_targets(peft_model, bundle, batches, output_ids, config)
     peft_model.train()
     started, loss_ema, done, stopped_by_probe = time.perf_counter(), None, 0, False
     for step in range(steps):
@@ -213,8 +211,8 @@ def _loop(
             group["lr"] = config.lr * (1.0 - 0.9 * step / steps)
         logits = batch_logits(bundle, batch, output_ids)
         loss = weighted_loss(logits, batch.labels, w)
-        if teacher:
-            loss = loss + config.distill * distillation_loss(logits, teacher[index], batch.labels)
+        if targets:
+            loss = loss + config.distill * distillation_loss(logits, targets[index], batch.labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -263,47 +261,47 @@ def weighted_loss(
     return (per_example * weights).sum() / weights.sum().clamp(min=1e-9)
 
 
-def teacher_logits(
+def teacher_targets(
     peft_model: PeftModel,
     bundle: GenerativeModel,
     batches: Sequence[Any],
     output_ids: torch.Tensor,
     config: OnlineConfig,
 ) -> list[torch.Tensor]:
-    """The distillation target of every batch, computed once before training starts.
+    """The distillation target of every batch: the teacher's docid log-probabilities at the
+    batch's labelled positions ([labelled positions, docid classes]), computed once before
+    training starts.
 
     ``config.distill_teacher`` picks the teacher: ``"base"`` (the LoRA layers switched off) or
     ``"serving"`` (the model as the hour starts, i.e. with the adapter it continues from; the
     base when a chain starts). Both are frozen during training, so one forward pass per batch
-    replaces one per step. Empty when distillation is off.
+    replaces one per step, and padding positions are never kept. Empty when distillation is off.
     """
     if config.distill <= 0:
         return []
-    if config.distill_teacher not in DISTILL_TEACHERS:
-        raise ValueError(
-            f"ONLINE_DISTILL_TEACHER must be one of {', '.join(DISTILL_TEACHERS)}, "
-            f"not {config.distill_teacher!r}"
-        )
     off = peft_model.disable_adapter() if config.distill_teacher == "base" else nullcontext()
     peft_model.eval()
     with torch.no_grad(), off:
-        return [batch_logits(bundle, batch, output_ids) for batch in batches]
+        return [
+            batch_logits(bundle, batch, output_ids).log_softmax(-1)[batch.labels != -100]
+            for batch in batches
+        ]
 
 
 def distillation_loss(
-    logits: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor
+    logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """KL(teacher || adapted) of the next-docid-token distributions, per labelled position.
+    """KL(teacher || adapted) of the next-docid-token distributions, per labelled position;
+    ``target`` is the teacher's log-probabilities at those positions (:func:`teacher_targets`).
 
     Why: the gate bounds forgetting *relative to the base*, and replayed hard labels only
     protect the one docid each replayed query names; the teacher's whole distribution carries
     its ranking of every docid, which is what probe recall@10 measures (Learning without
     Forgetting, Li & Hoiem 2016).
     """
-    mask = labels != -100
-    student, target = logits.log_softmax(-1)[mask], teacher.log_softmax(-1)[mask]
+    student = logits.log_softmax(-1)[labels != -100]
     kl = F.kl_div(student, target, log_target=True, reduction="sum")
-    return kl / mask.sum().clamp(min=1)
+    return kl / max(len(target), 1)
 
 
 def load_adapted(base_dir: Path, adapter_dir: Path | None) -> GenerativeModel:

@@ -32,7 +32,7 @@ from learners.online.adapter import (
     attach,
     batch_logits,
     load_adapted,
-    teacher_logits,
+    teacher_targets,
     train_adapter,
 )
 from learners.online.config import OnlineConfig
@@ -319,13 +319,16 @@ def test_the_distillation_teacher_is_the_base_or_the_adapter_the_hour_continues_
         model = attach(bundle, previous, config)
         batch = collate(examples, bundle)
         output_ids = torch.tensor(bundle.vocab.token_ids)
-        return teacher_logits(model, bundle, [batch], output_ids, config)[0]
+        return teacher_targets(model, bundle, [batch], output_ids, config)[0]
 
     def plain(adapter: Path | None) -> torch.Tensor:
+        """Log-probabilities at the labelled positions of the base or the merged adapter."""
         bundle = load_adapted(base_dir, adapter)
         output_ids = torch.tensor(bundle.vocab.token_ids)
+        batch = collate(examples, bundle)
         with torch.no_grad():
-            return batch_logits(bundle, collate(examples, bundle), output_ids)
+            logits = batch_logits(bundle, batch, output_ids)
+        return logits.log_softmax(-1)[batch.labels != -100]
 
     assert torch.allclose(teacher("base"), plain(None), atol=1e-4)
     assert torch.allclose(teacher("serving"), plain(previous), atol=1e-4)
