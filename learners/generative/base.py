@@ -21,7 +21,7 @@ from typing import Any
 
 from catalog.models import Merchant
 from learners import conf, registry
-from learners.generative.data import load_products
+from learners.generative.data import LeafTeacher, ProductDoc, load_products
 from learners.generative.model import ModelConfig
 from learners.generative.train import CHECKPOINT_DIR, STATE_FILE, TrainConfig, train
 from learners.models import ModelVersion
@@ -91,6 +91,7 @@ def train_base_model(
         model_config=model_config,
         config=config or TrainConfig(max_minutes=default_minutes()),
         merchant=shop.slug,
+        teacher=lexical_teacher(shop.slug, products),
     )
     metrics = summarise(metadata)
     version = registry.register("base", name, path, merchant=shop, metrics=metrics)
@@ -108,6 +109,26 @@ def train_base_model(
     return BaseTrainingReport(
         shop.slug, version.name, version.status, bool(unfinished), metrics, decision
     )
+
+
+def lexical_teacher(merchant: str, products: list[ProductDoc]) -> LeafTeacher | None:
+    """The merchant's BM25 index as the teacher of group queries' leaves (None while empty).
+
+    Without an index the group queries train their docid prefix only, as before teachers.
+    """
+    from ranking.inverted import get_index, query_terms
+
+    index = get_index(merchant)
+    if index.num_docs() == 0:
+        log.warning("no inverted index for %s: group pseudo-queries train prefixes only", merchant)
+        return None
+    docid_of = {p.product_id: p.docid for p in products}
+
+    def rank(text: str, depth: int) -> list[str]:
+        hits, _ = index.search(query_terms(text), limit=depth, merchant=merchant)
+        return [docid_of[h.product_id] for h in hits if h.product_id in docid_of]
+
+    return rank
 
 
 def gate(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,14 @@ whole group of products, so its leaf target is an arbitrary pick among many sibl
 those leaves pushes every leaf distribution towards uniform and fights the memorisation of the
 leaves that the specific views teach; by default such examples train only the docid prefix
 (category and learned codes), which is the part they do carry information about.
+
+*Teacher-ranked leaves*: a shopper who types "incipio" still gets ten leaves, and which ten
+matters. With a lexical teacher (:func:`teacher_leaf_targets`: the merchant's BM25 index, the
+weak-supervision recipe of Dehghani et al., SIGIR 2017), a pseudo-query that more than
+``teacher_depth`` products share trains its leaf only on the products the teacher ranks in its
+top ``teacher_depth``; the other products that share it train the prefix alone. The leaf
+distribution of a group query then concentrates on the group's lexically best products
+instead of spreading over all of them.
 """
 
 from __future__ import annotations
@@ -49,7 +57,7 @@ import random
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,8 +159,11 @@ class DataConfig:
     description_rate: float = 0.3
     chunk_words: int = 40
     keywords_per_product: int = 6
-    #: mask the leaf target of ambiguous query kinds (see AMBIGUOUS_KINDS)
+    #: mask the leaf target of ambiguous query kinds (see AMBIGUOUS_KINDS); without a teacher
     ambiguous_prefix_only: bool = True
+    #: with a lexical teacher, a pseudo-query shared by more products than this trains its leaf
+    #: only on the teacher's top ``teacher_depth`` of them (0: no teacher)
+    teacher_depth: int = 10
     seed: int = 0
 
 
@@ -445,13 +456,32 @@ class _Prepared:
     queries: dict[str, list[str]] = field(default_factory=dict)
 
 
-class TrainingData:
-    """Balanced, reproducible epochs of :class:`Example` for a catalog."""
+#: A lexical teacher: (query text, depth) → the docids it ranks first, best first.
+LeafTeacher = Callable[[str, int], Sequence[str]]
 
-    def __init__(self, products: Sequence[ProductDoc], config: DataConfig | None = None) -> None:
+
+class TrainingData:
+    """Balanced, reproducible epochs of :class:`Example` for a catalog.
+
+    ``leaf_targets`` (from :func:`teacher_leaf_targets`) maps a shared pseudo-query to the
+    docids whose leaf it trains; a query it does not name trains every leaf, except that without
+    any teacher the ambiguous kinds train the prefix only (``ambiguous_prefix_only``).
+    """
+
+    def __init__(
+        self,
+        products: Sequence[ProductDoc],
+        config: DataConfig | None = None,
+        leaf_targets: Mapping[str, Iterable[str]] | None = None,
+    ) -> None:
         self.config = config or DataConfig()
         generator = QueryGenerator(KeywordIndex(products), self.config.keywords_per_product)
         self.items = [self._prepare(p, generator) for p in products]
+        self.leaf_targets = (
+            None
+            if leaf_targets is None
+            else {text: frozenset(docids) for text, docids in leaf_targets.items()}
+        )
 
     def _prepare(self, p: ProductDoc, generator: QueryGenerator) -> _Prepared:
         parts = split_title(p.title, p.brand)
@@ -499,9 +529,23 @@ class TrainingData:
             else:
                 text = rng.choice(item.queries[kind])
             if text:
-                prefix_only = self.config.ambiguous_prefix_only and kind in AMBIGUOUS_KINDS
-                out.append(Example(text, item.doc.docid, kind, prefix_only))
+                out.append(Example(text, item.doc.docid, kind, self._prefix_only(text, kind, item)))
         return out
+
+    def _prefix_only(self, text: str, kind: str, item: _Prepared) -> bool:
+        if self.leaf_targets is None:
+            return self.config.ambiguous_prefix_only and kind in AMBIGUOUS_KINDS
+        targets = self.leaf_targets.get(text)
+        return targets is not None and item.doc.docid not in targets
+
+    def shared_queries(self) -> dict[str, set[str]]:
+        """Deterministic pseudo-queries → the docids of every product that generates them."""
+        sharers: dict[str, set[str]] = {}
+        for item in self.items:
+            for texts in item.queries.values():
+                for text in texts:
+                    sharers.setdefault(text, set()).add(item.doc.docid)
+        return sharers
 
     def title_views(self) -> list[Example]:
         """The ``title`` view of every product (for the memorisation check)."""
@@ -513,6 +557,22 @@ class TrainingData:
             item.doc.docid: [q for texts in item.queries.values() for q in texts]
             for item in self.items
         }
+
+
+def teacher_leaf_targets(data: TrainingData, teacher: LeafTeacher) -> dict[str, list[str]]:
+    """The leaf targets of every pseudo-query shared by more than ``teacher_depth`` products.
+
+    Each maps to the sharers the teacher ranks in its top ``teacher_depth``, best first (maybe
+    none: then every sharer trains the prefix only). Queries that few products share are left
+    out, so all their sharers keep training the leaf.
+    """
+    depth = data.config.teacher_depth
+    targets: dict[str, list[str]] = {}
+    for text, sharers in sorted(data.shared_queries().items()):
+        if len(sharers) > depth:
+            # ask deeper: products that do not generate the query may rank among the first
+            targets[text] = [d for d in teacher(text, 3 * depth) if d in sharers][:depth]
+    return targets
 
 
 def description_chunks(description: str, chunk_words: int) -> list[str]:

@@ -59,6 +59,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--full-targets", action="store_true", help="train leaves on ambiguous queries too"
     )
+    p.add_argument("--teacher-depth", type=int, default=10, help="0: no BM25 teacher")
     p.add_argument("--description-rate", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, dest="json_out", help="write the report here")
@@ -77,6 +78,7 @@ def setup_django() -> None:
 def train_version(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
 
+    from learners.generative.base import lexical_teacher
     from learners.generative.data import DataConfig, load_products
     from learners.generative.model import ModelConfig
     from learners.generative.train import TrainConfig, train
@@ -97,6 +99,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         queries_per_product=args.queries_per_product,
         description_rate=args.description_rate,
         ambiguous_prefix_only=not args.full_targets,
+        teacher_depth=args.teacher_depth,
         seed=args.seed,
     )
     config = TrainConfig(
@@ -115,6 +118,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         data_config=data_config,
         config=config,
         merchant=args.merchant,
+        teacher=lexical_teacher(args.merchant, products) if args.teacher_depth else None,
     )
 
 

@@ -32,7 +32,15 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from learners.generative.data import DataConfig, Example, ProductDoc, TrainingData, catalog_texts
+from learners.generative.data import (
+    DataConfig,
+    Example,
+    LeafTeacher,
+    ProductDoc,
+    TrainingData,
+    catalog_texts,
+    teacher_leaf_targets,
+)
 from learners.generative.model import (
     GenerativeModel,
     ModelConfig,
@@ -56,6 +64,8 @@ CHECKPOINT_DIR = "checkpoint"
 STATE_FILE = "state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.pt"
+#: The teacher's leaf targets of the run (kept with the version: what its group queries learnt).
+LEAF_TARGETS_FILE = "leaf_targets.json"
 #: Batches sorted by length together, to cut padding without losing shuffling.
 BUCKET_BATCHES = 50
 
@@ -127,11 +137,15 @@ def train(
     config: TrainConfig | None = None,
     merchant: str = "",
     callback: StepCallback | None = None,
+    teacher: LeafTeacher | None = None,
 ) -> dict[str, Any]:
     """Train (or resume training) a base model on ``products`` into ``version_dir``.
 
     Returns the metadata written to ``metadata.json``. ``callback`` runs after every step (a
     progress hook; an exception it raises interrupts training, leaving the last checkpoint).
+    ``teacher`` ranks the products of shared pseudo-queries (see
+    :func:`~learners.generative.data.teacher_leaf_targets`); it is asked once, at the start,
+    and a resumed run reuses its answers.
     """
     config = config or TrainConfig()
     if not products:
@@ -142,7 +156,7 @@ def train(
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
     run = _start_or_resume(
-        products, version_dir, model_config or ModelConfig(), data_config, config
+        products, version_dir, model_config or ModelConfig(), data_config, config, teacher
     )
     _loop(run, version_dir, config, callback)
     metrics = evaluate_memorisation(run, config)
@@ -160,6 +174,7 @@ def _start_or_resume(
     model_config: ModelConfig,
     data_config: DataConfig | None,
     config: TrainConfig,
+    teacher: LeafTeacher | None,
 ) -> _Run:
     ckpt = version_dir / CHECKPOINT_DIR
     if (ckpt / STATE_FILE).exists():
@@ -178,8 +193,28 @@ def _start_or_resume(
     )
     data_config = data_config or DataConfig(seed=config.seed)
     bundle.metadata["data_config"] = asdict(data_config)
-    data = TrainingData(products, data_config)
+    leaf_targets = _leaf_targets(products, data_config, teacher)
+    if leaf_targets is not None:
+        version_dir.mkdir(parents=True, exist_ok=True)
+        (version_dir / LEAF_TARGETS_FILE).write_text(json.dumps(leaf_targets))
+        bundle.metadata["teacher_queries"] = len(leaf_targets)
+    data = TrainingData(products, data_config, leaf_targets)
     return _Run(bundle, _optimizer(model, config), TrainState(), data)
+
+
+def _leaf_targets(
+    products: Sequence[ProductDoc], data_config: DataConfig, teacher: LeafTeacher | None
+) -> dict[str, list[str]] | None:
+    if teacher is None or data_config.teacher_depth <= 0:
+        return None
+    started = time.perf_counter()
+    targets = teacher_leaf_targets(TrainingData(products, data_config), teacher)
+    logger.info(
+        "teacher ranked %d shared pseudo-queries in %.1f s",
+        len(targets),
+        time.perf_counter() - started,
+    )
+    return targets
 
 
 def _optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -391,7 +426,9 @@ def _resume(
     model = T5ForConditionalGeneration.from_pretrained(ckpt, local_files_only=True)
     bundle = GenerativeModel(model, load_tokenizer(ckpt), vocab, payload["docids"], metadata)
     known = [p for p in products if vocab.knows(p.docid)]
-    data = TrainingData(known, data_config or DataConfig(**metadata["data_config"]))
+    targets_file = ckpt.parent / LEAF_TARGETS_FILE
+    leaf_targets = json.loads(targets_file.read_text()) if targets_file.exists() else None
+    data = TrainingData(known, data_config or DataConfig(**metadata["data_config"]), leaf_targets)
     optimizer = _optimizer(model, config)
     optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER_FILE, weights_only=True))
     torch.set_rng_state(torch.load(ckpt / RNG_FILE, weights_only=True))

@@ -19,8 +19,10 @@ from learners.generative.data import (
     ProductDoc,
     QueryGenerator,
     TrainingData,
+    clean,
     load_products,
     split_title,
+    teacher_leaf_targets,
 )
 from learners.generative.decode import (
     CompiledTrie,
@@ -36,10 +38,11 @@ from learners.generative.model import (
     load_version,
 )
 from learners.generative.tokenizer import DocidVocab, docid_token, train_tokenizer
-from learners.generative.train import CHECKPOINT_DIR, collate, train
+from learners.generative.train import CHECKPOINT_DIR, LEAF_TARGETS_FILE, collate, train
 from tests.tiny_models import TINY, tiny_train_config
 
 BRANDS = ["OtterBox", "Speck", "Incipio", "Belkin", "Samsung"]
+BRANDS_LOWER = [b.lower() for b in BRANDS]
 ITEMS = [
     ("Defender Series Case", "cases", "Cell Phone Cases"),
     ("Car Charger", "chargers", "Car Chargers"),
@@ -125,6 +128,35 @@ def test_epochs_are_balanced_and_reproducible():
     assert all(e.prefix_only == (e.kind in AMBIGUOUS_KINDS) for e in epoch)
 
 
+def last_first(text: str, depth: int) -> list[str]:
+    """A fake lexical teacher: the products whose text holds every query word, last id first."""
+    found = [
+        p.docid
+        for p in reversed(tiny_catalog())
+        if all(w in clean(f"{p.brand} {p.title} {p.categories[-1]}") for w in text.split())
+    ]
+    return found[:depth]
+
+
+def test_teacher_picks_which_products_a_shared_query_trains_the_leaf_of():
+    config = DataConfig(queries_per_product=7, teacher_depth=2, seed=3)
+    data = TrainingData(tiny_catalog(), config)
+    targets = teacher_leaf_targets(data, last_first)
+    otterbox = [p.docid for p in tiny_catalog() if p.brand == "OtterBox"]
+    assert targets["otterbox"] == otterbox[::-1][:2]  # the teacher's two best sharers
+    catalog = tiny_catalog()
+    assert targets["cell phone cases"] == [catalog[16].docid, catalog[12].docid]  # 5 sharers
+    assert all(len(data.shared_queries()[text]) > 2 for text in targets)
+
+    taught = TrainingData(tiny_catalog(), config, targets)
+    seen = {(e.text, e.docid, e.prefix_only) for i in range(5) for e in taught.epoch(i)}
+    assert ("otterbox", otterbox[-1], False) in seen
+    assert ("otterbox", otterbox[0], True) in seen
+    # a query at most two products generate trains their leaves, whatever its kind
+    assert not any(prefix_only for text, _, prefix_only in seen if text not in targets)
+    assert any(kind == "brand" for kind in {e.kind for e in taught.epoch(0)})
+
+
 def test_prefix_only_examples_do_not_train_the_leaf():
     products = tiny_catalog()
     bundle = random_bundle([p.docid for p in products])
@@ -196,6 +228,58 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     b = load_file(tmp_path / "straight" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_resumed_run_reuses_the_teachers_answers(tmp_path):
+    config = tiny_train_config(max_steps=12, checkpoint_steps=4, memorisation_sample=2)
+    kwargs = {"model_config": TINY, "config": config, "data_config": DataConfig(teacher_depth=2)}
+
+    def crash(state):
+        if state.step == 10:
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        train(tiny_catalog(), tmp_path / "resumed", callback=crash, teacher=last_first, **kwargs)
+    resumed = train(tiny_catalog(), tmp_path / "resumed", **kwargs)  # no teacher given now
+    straight = train(tiny_catalog(), tmp_path / "straight", teacher=last_first, **kwargs)
+
+    assert resumed["teacher_queries"] == straight["teacher_queries"] > 0
+    saved = (tmp_path / "resumed" / LEAF_TARGETS_FILE).read_text()
+    assert saved == (tmp_path / "straight" / LEAF_TARGETS_FILE).read_text()
+    a = load_file(tmp_path / "resumed" / "model.safetensors")
+    b = load_file(tmp_path / "straight" / "model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_a_teacher_moves_its_picks_up_the_beam_of_a_group_query(tmp_path):
+    config = DataConfig(queries_per_product=8, teacher_depth=1)
+    picks = {b: next(d for d in last_first(b, 20) if d in brand_docids(b)) for b in BRANDS_LOWER}
+    ranks = {}
+    for name, teacher in (("taught", last_first), ("untaught", None)):
+        directory = tmp_path / name
+        train(
+            tiny_catalog(),
+            directory,
+            model_config=TINY,
+            data_config=config,
+            config=tiny_train_config(),
+            teacher=teacher,
+        )
+        retriever = GenerativeRetriever.load(directory)
+        ranks[name] = [beam_rank(retriever, brand, picks[brand]) for brand in BRANDS_LOWER]
+    assert sum(ranks["taught"]) < sum(ranks["untaught"]), ranks
+    in_top_5 = {name: sum(rank <= 5 for rank in found) for name, found in ranks.items()}
+    assert in_top_5["taught"] >= in_top_5["untaught"] + 2, ranks  # measured: 4 vs 1 of 5
+
+
+def beam_rank(retriever: GenerativeRetriever, query: str, docid: str, beams: int = 10) -> int:
+    """The 1-based rank of ``docid`` in the beam for ``query`` (beams + 1 when absent)."""
+    found = [hit.docid for hit in retriever.search(query, k=beams, beam=beams)]
+    return found.index(docid) + 1 if docid in found else beams + 1
+
+
+def brand_docids(brand: str) -> set[str]:
+    return {p.docid for p in tiny_catalog() if p.brand.lower() == brand}
 
 
 @pytest.mark.django_db
