@@ -48,6 +48,14 @@ weak-supervision recipe of Dehghani et al., SIGIR 2017), a pseudo-query that mor
 top ``teacher_depth``; the other products that share it train the prefix alone. The leaf
 distribution of a group query then concentrates on the group's lexically best products
 instead of spreading over all of them.
+
+The teacher also answers *composed queries* (:func:`composed_queries`) that no single product
+generates but shoppers type: an ancestor category with a descendant ("cell phones car
+chargers"), a brand with any of its categories or its product type ("apple chargers"). Every
+epoch adds ``teacher_rate`` examples per product drawn from the teacher's answers (shared and
+composed queries alike): a query uniformly, then one of its ranked docids with the weight NDCG
+gives that rank, 1/log2(rank + 1), full target. This is distillation of the lexical ranker
+into the decoder over a query space built from the catalog alone.
 """
 
 from __future__ import annotations
@@ -164,6 +172,8 @@ class DataConfig:
     #: with a lexical teacher, a pseudo-query shared by more products than this trains its leaf
     #: only on the teacher's top ``teacher_depth`` of them (0: no teacher)
     teacher_depth: int = 10
+    #: teacher examples (query -> one of the teacher's ranked docids) per product per epoch
+    teacher_rate: float = 2.0
     seed: int = 0
 
 
@@ -284,13 +294,13 @@ def _devices(device_part: str) -> tuple[str, ...]:
 
 def category_names(categories: Sequence[str]) -> list[str]:
     """Cleaned leaf and parent names (``All Prepaid Phones`` → ``prepaid phones``)."""
-    names: list[str] = []
-    for name in categories[-2:][::-1]:
-        name = clean(name)
-        name = name[4:] if name.startswith("all ") else name
-        if name and name not in names:
-            names.append(name)
-    return names
+    return _dedupe(map(category_name, categories[-2:][::-1]))
+
+
+def category_name(name: str) -> str:
+    """A category as shoppers type it: cleaned, without a leading "all"."""
+    name = clean(name)
+    return name[4:] if name.startswith("all ") else name
 
 
 # --------------------------------------------------------------------------------------------
@@ -482,6 +492,9 @@ class TrainingData:
             if leaf_targets is None
             else {text: frozenset(docids) for text, docids in leaf_targets.items()}
         )
+        self.teacher_answers = sorted(
+            (text, list(docids)) for text, docids in (leaf_targets or {}).items() if docids
+        )
 
     def _prepare(self, p: ProductDoc, generator: QueryGenerator) -> _Prepared:
         parts = split_title(p.title, p.brand)
@@ -514,7 +527,19 @@ class TrainingData:
             if item.chunks and rng.random() < self.config.description_rate:
                 out.append(Example(rng.choice(item.chunks), item.doc.docid, "description"))
             out.extend(self._queries(item, rng))
+        out.extend(self._teacher_examples(rng))
         rng.shuffle(out)
+        return out
+
+    def _teacher_examples(self, rng: random.Random) -> list[Example]:
+        """``teacher_rate`` per product: a taught query, then a docid weighted by its rank."""
+        if not self.teacher_answers:
+            return []
+        out = []
+        for _ in range(round(self.config.teacher_rate * len(self.items))):
+            text, ranked = rng.choice(self.teacher_answers)
+            weights = [1 / math.log2(rank + 1) for rank in range(1, len(ranked) + 1)]
+            out.append(Example(text, rng.choices(ranked, weights)[0], "teacher"))
         return out
 
     def _queries(self, item: _Prepared, rng: random.Random) -> list[Example]:
@@ -560,19 +585,52 @@ class TrainingData:
 
 
 def teacher_leaf_targets(data: TrainingData, teacher: LeafTeacher) -> dict[str, list[str]]:
-    """The leaf targets of every pseudo-query shared by more than ``teacher_depth`` products.
+    """The teacher's ranked docids for shared pseudo-queries and composed queries.
 
-    Each maps to the sharers the teacher ranks in its top ``teacher_depth``, best first (maybe
-    none: then every sharer trains the prefix only). Queries that few products share are left
-    out, so all their sharers keep training the leaf.
+    A pseudo-query shared by more than ``teacher_depth`` products maps to the sharers the
+    teacher ranks in its top ``teacher_depth``, best first (maybe none: then every sharer trains
+    the prefix only); queries that few products share are left out, so all their sharers keep
+    training the leaf. A composed query maps to the teacher's top ``teacher_depth``.
     """
     depth = data.config.teacher_depth
+    shared = data.shared_queries()
     targets: dict[str, list[str]] = {}
-    for text, sharers in sorted(data.shared_queries().items()):
+    for text, sharers in sorted(shared.items()):
         if len(sharers) > depth:
             # ask deeper: products that do not generate the query may rank among the first
             targets[text] = [d for d in teacher(text, 3 * depth) if d in sharers][:depth]
+    for text in sorted(composed_queries(item.doc for item in data.items)):
+        if text not in shared:
+            targets[text] = list(teacher(text, depth))[:depth]
     return targets
+
+
+def composed_queries(products: Iterable[ProductDoc]) -> set[str]:
+    """Queries built from catalog structure that no single product's pseudo-queries hold.
+
+    An ancestor category with each of its descendants, and the brand with every category name
+    and with its product type's head noun (plural). Shoppers shorten category names to their
+    head noun ("cell phones chargers" for the leaf "car chargers"), so each name also stands in
+    by its last word.
+    """
+    texts: set[str] = set()
+    for p in products:
+        names = [_name_forms(n) for n in _dedupe(map(category_name, p.categories))]
+        for i, ancestor in enumerate(names):
+            for descendant in names[i + 1 :]:
+                texts.update(f"{a} {d}" for a in ancestor for d in descendant if a != d)
+        brand = clean(p.brand)
+        if brand:
+            head = split_title(p.title, p.brand).product_type.split()[-1:]
+            forms = [form for name in names for form in name]
+            texts.update(f"{brand} {n}" for n in [*forms, *map(plural, head)] if n != brand)
+    return texts
+
+
+def _name_forms(name: str) -> list[str]:
+    """A category name and, for a longer one, its head noun ("car chargers" -> "chargers")."""
+    head = name.split()[-1]
+    return [name, head] if head != name else [name]
 
 
 def description_chunks(description: str, chunk_words: int) -> list[str]:

@@ -60,6 +60,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--full-targets", action="store_true", help="train leaves on ambiguous queries too"
     )
     p.add_argument("--teacher-depth", type=int, default=10, help="0: no BM25 teacher")
+    p.add_argument("--teacher-rate", type=float, default=2.0, help="teacher examples/product")
     p.add_argument("--description-rate", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, dest="json_out", help="write the report here")
@@ -100,6 +101,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         description_rate=args.description_rate,
         ambiguous_prefix_only=not args.full_targets,
         teacher_depth=args.teacher_depth,
+        teacher_rate=args.teacher_rate,
         seed=args.seed,
     )
     config = TrainConfig(

@@ -210,7 +210,7 @@ def _leaf_targets(
     started = time.perf_counter()
     targets = teacher_leaf_targets(TrainingData(products, data_config), teacher)
     logger.info(
-        "teacher ranked %d shared pseudo-queries in %.1f s",
+        "teacher answered %d shared and composed queries in %.1f s",
         len(targets),
         time.perf_counter() - started,
     )

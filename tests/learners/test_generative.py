@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from learners.generative.data import (
     QueryGenerator,
     TrainingData,
     clean,
+    composed_queries,
     load_products,
     split_title,
     teacher_leaf_targets,
@@ -146,7 +148,11 @@ def test_teacher_picks_which_products_a_shared_query_trains_the_leaf_of():
     assert targets["otterbox"] == otterbox[::-1][:2]  # the teacher's two best sharers
     catalog = tiny_catalog()
     assert targets["cell phone cases"] == [catalog[16].docid, catalog[12].docid]  # 5 sharers
-    assert all(len(data.shared_queries()[text]) > 2 for text in targets)
+    shared = data.shared_queries()
+    assert all(len(shared[text]) > 2 for text in targets if text in shared)
+    composed = composed_queries(catalog) - set(shared)
+    assert "belkin cell phones" in composed  # brand + root category: no product generates it
+    assert all(targets[text] == last_first(text, 2) for text in composed)
 
     taught = TrainingData(tiny_catalog(), config, targets)
     seen = {(e.text, e.docid, e.prefix_only) for i in range(5) for e in taught.epoch(i)}
@@ -155,6 +161,23 @@ def test_teacher_picks_which_products_a_shared_query_trains_the_leaf_of():
     # a query at most two products generate trains their leaves, whatever its kind
     assert not any(prefix_only for text, _, prefix_only in seen if text not in targets)
     assert any(kind == "brand" for kind in {e.kind for e in taught.epoch(0)})
+
+
+def test_teacher_examples_draw_the_teachers_ranked_answers_top_first():
+    config = DataConfig(queries_per_product=7, teacher_depth=2, teacher_rate=1.5, seed=3)
+    catalog = tiny_catalog()
+    targets = teacher_leaf_targets(TrainingData(catalog, config), last_first)
+    taught = TrainingData(catalog, config, targets)
+    drawn = [e for i in range(40) for e in taught.epoch(i) if e.kind == "teacher"]
+
+    assert len(drawn) == 40 * 30  # 1.5 per product per epoch
+    assert all(e.docid in targets[e.text] and not e.prefix_only for e in drawn)
+    answered = {text for text, docids in targets.items() if docids}
+    assert {e.text for e in drawn} == answered  # every answered query comes round
+    ranks = Counter(targets[e.text].index(e.docid) for e in drawn if len(targets[e.text]) == 2)
+    assert 1.3 < ranks[0] / ranks[1] < 1.9  # weights 1 : 1/log2(3) = 1.58
+    untaught = TrainingData(catalog, config)
+    assert not any(e.kind == "teacher" for e in untaught.epoch(0))
 
 
 def test_prefix_only_examples_do_not_train_the_leaf():
