@@ -202,6 +202,12 @@ def _start_or_resume(
     return _Run(bundle, _optimizer(model, config), TrainState(), data)
 
 
+def read_leaf_targets(version_dir: Path) -> dict[str, list[str]] | None:
+    """The teacher's answers a version was trained with (None: trained without a teacher)."""
+    path = Path(version_dir) / LEAF_TARGETS_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def _leaf_targets(
     products: Sequence[ProductDoc], data_config: DataConfig, teacher: LeafTeacher | None
 ) -> dict[str, list[str]] | None:
@@ -426,8 +432,7 @@ def _resume(
     model = T5ForConditionalGeneration.from_pretrained(ckpt, local_files_only=True)
     bundle = GenerativeModel(model, load_tokenizer(ckpt), vocab, payload["docids"], metadata)
     known = [p for p in products if vocab.knows(p.docid)]
-    targets_file = ckpt.parent / LEAF_TARGETS_FILE
-    leaf_targets = json.loads(targets_file.read_text()) if targets_file.exists() else None
+    leaf_targets = read_leaf_targets(ckpt.parent)
     data = TrainingData(known, data_config or DataConfig(**metadata["data_config"]), leaf_targets)
     optimizer = _optimizer(model, config)
     optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER_FILE, weights_only=True))

@@ -262,13 +262,15 @@ def prepared_buffer(base: ModelVersion, config: OnlineConfig) -> ReplayBuffer:
     """The base's replay buffer, built from its training data on first use."""
     from learners.generative.data import DataConfig, load_products
     from learners.generative.model import DOCIDS_FILE, read_metadata
+    from learners.generative.train import read_leaf_targets
 
     buffer = ReplayBuffer(replay_dir(base.name), config.replay_capacity, config.seed)
     if not buffer.ready:
         known = set(json.loads((base.directory / DOCIDS_FILE).read_text()))
         products = [p for p in load_products(base.merchant.slug) if p.docid in known]
         data_config = DataConfig(**read_metadata(base.directory).get("data_config", {}))
-        buffer.build_base(products, data_config, config.probe_size)
+        leaf_targets = read_leaf_targets(base.directory)
+        buffer.build_base(products, data_config, config.probe_size, leaf_targets)
     return buffer
 
 

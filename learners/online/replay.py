@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,13 +63,23 @@ class ReplayBuffer:
         return (self.directory / BASE_FILE).exists() and (self.directory / PROBE_FILE).exists()
 
     def build_base(
-        self, products: Sequence[ProductDoc], data_config: DataConfig, probe_size: int
+        self,
+        products: Sequence[ProductDoc],
+        data_config: DataConfig,
+        probe_size: int,
+        leaf_targets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
-        """Write the base pool and the probe from the base model's own training data."""
+        """Write the base pool and the probe from the base model's own training data.
+
+        The pool replays what the base learnt, the teacher's examples and leaf targets
+        (``leaf_targets``) included, so adapters do not wear away the distilled rankings; the
+        probe stays unambiguous pseudo-queries, drawn as without a teacher.
+        """
         data = TrainingData(products, data_config)
+        taught = TrainingData(products, data_config, leaf_targets) if leaf_targets else data
         pool: dict[tuple[str, str], Pair] = {}
         for epoch in BASE_EPOCHS:
-            for ex in data.epoch(epoch):
+            for ex in taught.epoch(epoch):
                 if ex.kind != "description":
                     pool.setdefault(
                         (ex.text, ex.docid), Pair(ex.text, ex.docid, 1.0, ex.prefix_only)

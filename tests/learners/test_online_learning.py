@@ -21,7 +21,7 @@ from catalog.models import Merchant, Product
 from learners import registry
 from learners.events.consumer import store_events
 from learners.events.schema import parse_event
-from learners.generative.data import Example, load_products
+from learners.generative.data import DataConfig, Example, ProductDoc, load_products
 from learners.generative.decode import GenerativeRetriever
 from learners.generative.model import load_version
 from learners.generative.train import collate, train
@@ -205,6 +205,23 @@ def test_replay_buffer_is_bounded_idempotent_and_keeps_the_probe_out_of_training
     kept = small.hour_pairs()
     assert len(kept) == 10 and small.hours() == ["h1", "h2"]
     assert {p.query[0] for p in kept} == {"a", "b"}  # reservoir: old hours stay represented
+
+
+def test_replay_of_a_taught_base_holds_the_teachers_examples_and_the_same_probe(tmp_path):
+    products = [
+        ProductDoc(i, f"phones/cases/{i:04d}", f"Acme - Case for Phone {i}", "Acme", ("Cases",))
+        for i in range(12)
+    ]
+    answers = {"acme": [products[3].docid, products[7].docid]}
+    config = DataConfig(teacher_depth=2, teacher_rate=1.0)
+    plain, taught = ReplayBuffer(tmp_path / "plain"), ReplayBuffer(tmp_path / "taught")
+    plain.build_base(products, config, probe_size=20)
+    taught.build_base(products, config, probe_size=20, leaf_targets=answers)
+
+    assert not any(p.query == "acme" and not p.prefix_only for p in plain.base_pairs())
+    full = {p.docid for p in taught.base_pairs() if p.query == "acme" and not p.prefix_only}
+    assert full == set(answers["acme"])  # what the base learnt "acme" means is replayed
+    assert taught.probe() == plain.probe()
 
 
 def test_training_mix_is_80_20_in_count_and_in_weight(shop):
