@@ -60,6 +60,7 @@ into the decoder over a query space built from the catalog alone.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import re
@@ -473,28 +474,28 @@ LeafTeacher = Callable[[str, int], Sequence[str]]
 class TrainingData:
     """Balanced, reproducible epochs of :class:`Example` for a catalog.
 
-    ``leaf_targets`` (from :func:`teacher_leaf_targets`) maps a shared pseudo-query to the
-    docids whose leaf it trains; a query it does not name trains every leaf, except that without
-    any teacher the ambiguous kinds train the prefix only (``ambiguous_prefix_only``).
+    Untaught, the ambiguous query kinds train the prefix only (``ambiguous_prefix_only``);
+    :meth:`taught_by` gives the same data with a teacher's answers instead.
     """
 
-    def __init__(
-        self,
-        products: Sequence[ProductDoc],
-        config: DataConfig | None = None,
-        leaf_targets: Mapping[str, Iterable[str]] | None = None,
-    ) -> None:
+    def __init__(self, products: Sequence[ProductDoc], config: DataConfig | None = None) -> None:
         self.config = config or DataConfig()
         generator = QueryGenerator(KeywordIndex(products), self.config.keywords_per_product)
         self.items = [self._prepare(p, generator) for p in products]
-        self.leaf_targets = (
-            None
-            if leaf_targets is None
-            else {text: frozenset(docids) for text, docids in leaf_targets.items()}
-        )
-        self.teacher_answers = sorted(
-            (text, list(docids)) for text, docids in (leaf_targets or {}).items() if docids
-        )
+        #: the teacher's ranked docids per query (see :func:`teacher_leaf_targets`); None: untaught
+        self.leaf_targets: dict[str, tuple[str, ...]] | None = None
+        self._answered: list[str] = []
+
+    def taught_by(self, leaf_targets: Mapping[str, Sequence[str]]) -> TrainingData:
+        """This data with a teacher's answers (the prepared products are shared, not rebuilt).
+
+        A query the answers name trains its leaf only for the docids they list (the others train
+        the prefix) and is drawn for teacher examples; other queries train every leaf.
+        """
+        taught = copy.copy(self)
+        taught.leaf_targets = {text: tuple(docids) for text, docids in leaf_targets.items()}
+        taught._answered = sorted(text for text, docids in taught.leaf_targets.items() if docids)
+        return taught
 
     def _prepare(self, p: ProductDoc, generator: QueryGenerator) -> _Prepared:
         parts = split_title(p.title, p.brand)
@@ -533,11 +534,12 @@ class TrainingData:
 
     def _teacher_examples(self, rng: random.Random) -> list[Example]:
         """``teacher_rate`` per product: a taught query, then a docid weighted by its rank."""
-        if not self.teacher_answers:
+        if not self._answered:
             return []
         out = []
         for _ in range(round(self.config.teacher_rate * len(self.items))):
-            text, ranked = rng.choice(self.teacher_answers)
+            text = rng.choice(self._answered)
+            ranked = self.leaf_targets[text]
             weights = [1 / math.log2(rank + 1) for rank in range(1, len(ranked) + 1)]
             out.append(Example(text, rng.choices(ranked, weights)[0], "teacher"))
         return out

@@ -193,12 +193,13 @@ def _start_or_resume(
     )
     data_config = data_config or DataConfig(seed=config.seed)
     bundle.metadata["data_config"] = asdict(data_config)
-    leaf_targets = _leaf_targets(products, data_config, teacher)
+    data = TrainingData(products, data_config)
+    leaf_targets = _leaf_targets(data, teacher)
     if leaf_targets is not None:
         version_dir.mkdir(parents=True, exist_ok=True)
         (version_dir / LEAF_TARGETS_FILE).write_text(json.dumps(leaf_targets))
         bundle.metadata["teacher_queries"] = len(leaf_targets)
-    data = TrainingData(products, data_config, leaf_targets)
+        data = data.taught_by(leaf_targets)
     return _Run(bundle, _optimizer(model, config), TrainState(), data)
 
 
@@ -208,13 +209,11 @@ def read_leaf_targets(version_dir: Path) -> dict[str, list[str]] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _leaf_targets(
-    products: Sequence[ProductDoc], data_config: DataConfig, teacher: LeafTeacher | None
-) -> dict[str, list[str]] | None:
-    if teacher is None or data_config.teacher_depth <= 0:
+def _leaf_targets(data: TrainingData, teacher: LeafTeacher | None) -> dict[str, list[str]] | None:
+    if teacher is None or data.config.teacher_depth <= 0:
         return None
     started = time.perf_counter()
-    targets = teacher_leaf_targets(TrainingData(products, data_config), teacher)
+    targets = teacher_leaf_targets(data, teacher)
     logger.info(
         "teacher answered %d shared and composed queries in %.1f s",
         len(targets),
@@ -432,8 +431,10 @@ def _resume(
     model = T5ForConditionalGeneration.from_pretrained(ckpt, local_files_only=True)
     bundle = GenerativeModel(model, load_tokenizer(ckpt), vocab, payload["docids"], metadata)
     known = [p for p in products if vocab.knows(p.docid)]
+    data = TrainingData(known, data_config or DataConfig(**metadata["data_config"]))
     leaf_targets = read_leaf_targets(ckpt.parent)
-    data = TrainingData(known, data_config or DataConfig(**metadata["data_config"]), leaf_targets)
+    if leaf_targets is not None:
+        data = data.taught_by(leaf_targets)
     optimizer = _optimizer(model, config)
     optimizer.load_state_dict(torch.load(ckpt / OPTIMIZER_FILE, weights_only=True))
     torch.set_rng_state(torch.load(ckpt / RNG_FILE, weights_only=True))

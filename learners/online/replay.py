@@ -76,7 +76,7 @@ class ReplayBuffer:
         probe stays unambiguous pseudo-queries, drawn as without a teacher.
         """
         data = TrainingData(products, data_config)
-        taught = TrainingData(products, data_config, leaf_targets) if leaf_targets else data
+        taught = data.taught_by(leaf_targets) if leaf_targets else data
         pool: dict[tuple[str, str], Pair] = {}
         for epoch in BASE_EPOCHS:
             for ex in taught.epoch(epoch):

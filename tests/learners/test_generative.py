@@ -154,7 +154,7 @@ def test_teacher_picks_which_products_a_shared_query_trains_the_leaf_of():
     assert "belkin cell phones" in composed  # brand + root category: no product generates it
     assert all(targets[text] == last_first(text, 2) for text in composed)
 
-    taught = TrainingData(tiny_catalog(), config, targets)
+    taught = data.taught_by(targets)
     seen = {(e.text, e.docid, e.prefix_only) for i in range(5) for e in taught.epoch(i)}
     assert ("otterbox", otterbox[-1], False) in seen
     assert ("otterbox", otterbox[0], True) in seen
@@ -166,8 +166,9 @@ def test_teacher_picks_which_products_a_shared_query_trains_the_leaf_of():
 def test_teacher_examples_draw_the_teachers_ranked_answers_top_first():
     config = DataConfig(queries_per_product=7, teacher_depth=2, teacher_rate=1.5, seed=3)
     catalog = tiny_catalog()
-    targets = teacher_leaf_targets(TrainingData(catalog, config), last_first)
-    taught = TrainingData(catalog, config, targets)
+    untaught = TrainingData(catalog, config)
+    targets = teacher_leaf_targets(untaught, last_first)
+    taught = untaught.taught_by(targets)
     drawn = [e for i in range(40) for e in taught.epoch(i) if e.kind == "teacher"]
 
     assert len(drawn) == 40 * 30  # 1.5 per product per epoch
@@ -176,7 +177,6 @@ def test_teacher_examples_draw_the_teachers_ranked_answers_top_first():
     assert {e.text for e in drawn} == answered  # every answered query comes round
     ranks = Counter(targets[e.text].index(e.docid) for e in drawn if len(targets[e.text]) == 2)
     assert 1.3 < ranks[0] / ranks[1] < 1.9  # weights 1 : 1/log2(3) = 1.58
-    untaught = TrainingData(catalog, config)
     assert not any(e.kind == "teacher" for e in untaught.epoch(0))
 
 
