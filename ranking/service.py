@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 
 from django.conf import settings
 
-from ranking import catalog_cache, generative
+from ranking import catalog_cache, generative, intent
 from ranking.dense.recall import DenseRecall, dense_rrf_weight
 from ranking.errors import SearchQueryError
 from ranking.features import ProductInfo
@@ -84,6 +84,9 @@ def search(
 
     fuse_started = time.perf_counter()
     ranked = fuse(results)
+    query_type = None
+    if len(results) > 1:
+        ranked, query_type = type_first(query, ranked)
     # several paths: the merchant's learned ranker (+ MMR) when one is active, else RRF
     reranked = rerank(request, results, ranked, debug=debug) if len(results) > 1 else None
     if reranked is not None:
@@ -93,7 +96,7 @@ def search(
     hydrate_started = time.perf_counter()
     hits = hydrate(page, debug=debug, products=reranked.products if reranked else None)
     if debug:
-        explain_hits(hits, reranked)
+        explain_hits(hits, reranked, query_type)
     timings["hydrate"] = (time.perf_counter() - hydrate_started) * 1000
 
     primary = results[paths[0].name]
@@ -189,6 +192,15 @@ def fuse(results: dict[str, RecallResult]) -> list[Candidate]:
         candidate.rank = rank
         candidate.path = "+".join(found_by[candidate.product_id])
     return ranked
+
+
+def type_first(query: str, ranked: list[Candidate]) -> tuple[list[Candidate], str | None]:
+    """The fused order with the products of the type the query names first (ranking.intent)."""
+    window = intent.depth()
+    if not window:
+        return ranked, None
+    infos = catalog_cache.catalog.products.get_many(c.product_id for c in ranked[:window])
+    return intent.type_first(query, ranked, infos, window)
 
 
 def hydrate(

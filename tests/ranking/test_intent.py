@@ -1,0 +1,109 @@
+"""Product-type intent: the type noun of titles and queries, and the type-first partition."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from ranking import search
+from ranking.features import ProductInfo
+from ranking.intent import query_type, type_first, type_noun
+from ranking.types import Candidate
+
+
+def info(pid: int, title: str, brand: str = "") -> ProductInfo:
+    return ProductInfo(pid, f"S{pid}", title, brand, "c", ("Cell Phones",), "", 0.0, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("title", "brand", "noun"),
+    [
+        ("Virgin Mobile - Samsung Galaxy J3 Prepaid Cell Phone - Gold", "Virgin Mobile", "phone"),
+        ("OtterBox - Defender Series Case for Apple iPhone 7 - Black", "OtterBox", "case"),
+        ("SmartLens - 8X Zoom Clip-On Camera Lenses - Black", "SmartLens", "lense"),
+        ("Apple - iPhone 7 32GB - Black (Verizon)", "Apple", ""),  # a model, not a type
+    ],
+)
+def test_type_noun_is_the_singular_head_of_the_product_phrase(title, brand, noun):
+    assert type_noun(title, brand) == noun
+
+
+PHONE = info(1, "Virgin Mobile - LG K3 Prepaid Cell Phone - Black", "Virgin Mobile")
+CARD = info(2, "Virgin Mobile - $25 Top-Up Card", "Virgin Mobile")
+LENS = info(3, "Olloclip - Camera Lens for Apple iPhone 7 - Black", "Olloclip")
+CORD = info(4, "Metra - Phone Charging Cord - Black", "Metra")
+
+
+@pytest.mark.parametrize(
+    ("query", "noun"),
+    [
+        ("camera phones", "phone"),  # head-final: phones that have cameras
+        ("phone cords", "cord"),  # ... and cords for phones
+        ("cell phones virgin mobile", "phone"),  # trailing brand words are not the type
+        ("virgin mobile cards", "card"),
+        ("virgin mobile", None),  # a brand alone names no type
+        ("samsung galaxy", None),  # no candidate is a "galaxy"
+        ("iphone camera", None),  # a modifier of LENS's type, not a type
+    ],
+)
+def test_query_type_is_the_last_word_naming_a_candidates_type(query, noun):
+    assert query_type(query, [PHONE, CARD, LENS, CORD]) == noun
+
+
+def candidates(*ids: int) -> list[Candidate]:
+    return [Candidate(pid, 1.0 / rank, "fused", rank) for rank, pid in enumerate(ids, start=1)]
+
+
+def test_type_first_partitions_the_window_stably_and_renumbers():
+    infos = {
+        1: info(1, "Acme - Wall Charger - Black", "Acme"),
+        2: info(2, "Acme - Smart Cell Phone - Black", "Acme"),
+        3: info(3, "Acme - Car Charger - White", "Acme"),
+        4: info(4, "Acme - Flip Cell Phone - Red", "Acme"),
+        5: info(5, "Acme - Basic Cell Phone - Blue", "Acme"),
+    }
+    ranked, noun = type_first("acme phone", candidates(1, 2, 3, 4, 5), infos, window=4)
+    assert noun == "phone"
+    # phones 2 and 4 lead in their fused order; 5 lies below the window and stays there
+    assert [c.product_id for c in ranked] == [2, 4, 1, 3, 5]
+    assert [c.rank for c in ranked] == [1, 2, 3, 4, 5]
+
+
+def test_type_first_leaves_a_query_without_a_type_alone():
+    infos = {
+        1: info(1, "Acme - Wall Charger - Black", "Acme"),
+        2: info(2, "Acme - Cell Phone - Red", "Acme"),
+    }
+    ranked, noun = type_first("acme", candidates(1, 2), infos, window=50)
+    assert noun is None and [c.product_id for c in ranked] == [1, 2]
+
+
+@pytest.fixture
+def charger_and_phone(small_catalog):
+    """A fast charger that BM25 prefers for "fast phone" over the phone the shopper wants."""
+    from catalog.models import Category, Product
+    from ranking import inverted
+
+    phones = small_catalog["phones"]
+    category = Category.objects.get(merchant=phones, name="Unlocked Phones")
+    for sku, title in [
+        ("F1", "Acme - Fast Charge Fast Wall Charger for Phone - Black"),
+        ("F2", "Acme - Zoom Cell Phone - Silver"),
+    ]:
+        Product.objects.create(
+            merchant=phones, sku=sku, title=title, brand="Acme", category=category, price=Decimal(9)
+        )
+    inverted.rebuild_index()
+
+
+def test_hybrid_puts_the_named_type_first_and_bm25_is_untouched(charger_and_phone, settings):
+    bm25 = search("fast phone", merchant="phone-shop", pipeline="bm25")
+    assert [r.sku for r in bm25.results][:2] == ["F1", "F2"]  # the lexical order to correct
+    hybrid = search("fast phone", merchant="phone-shop", pipeline="hybrid", debug=True)
+    assert [r.sku for r in hybrid.results][:2] == ["F2", "F1"]
+    assert hybrid.results[0].debug["query_type"] == "phone"
+    settings.SEARCH_TYPE_INTENT_DEPTH = 0  # off: plain fusion again
+    off = search("fast phone", merchant="phone-shop", pipeline="hybrid", debug=True)
+    assert [r.sku for r in off.results][:2] == ["F1", "F2"]
+    assert off.results[0].debug["query_type"] is None
