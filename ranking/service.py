@@ -84,9 +84,9 @@ def search(
 
     fuse_started = time.perf_counter()
     ranked = fuse(results)
-    query_type = None
+    query_intent = None
     if len(results) > 1:
-        ranked, query_type = type_first(query, ranked)
+        ranked, query_intent = read_intent(query, ranked)
     # several paths: the merchant's learned ranker (+ MMR) when one is active, else RRF
     reranked = rerank(request, results, ranked, debug=debug) if len(results) > 1 else None
     if reranked is not None:
@@ -96,7 +96,7 @@ def search(
     hydrate_started = time.perf_counter()
     hits = hydrate(page, debug=debug, products=reranked.products if reranked else None)
     if debug:
-        explain_hits(hits, reranked, query_type)
+        explain_hits(hits, reranked, query_intent)
     timings["hydrate"] = (time.perf_counter() - hydrate_started) * 1000
 
     primary = results[paths[0].name]
@@ -194,13 +194,13 @@ def fuse(results: dict[str, RecallResult]) -> list[Candidate]:
     return ranked
 
 
-def type_first(query: str, ranked: list[Candidate]) -> tuple[list[Candidate], str | None]:
-    """The fused order with the products of the type the query names first (ranking.intent)."""
+def read_intent(query: str, ranked: list[Candidate]) -> tuple[list[Candidate], str | None]:
+    """The fused order with what the query asks for first (ranking.intent), and the reading."""
     window = intent.depth()
     if not window:
         return ranked, None
     infos = catalog_cache.catalog.products.get_many(c.product_id for c in ranked[:window])
-    return intent.type_first(query, ranked, infos, window)
+    return intent.read_query(query, ranked, infos, window)
 
 
 def hydrate(

@@ -132,17 +132,17 @@ def _explain(
 
 
 def explain_hits(
-    hits: list[SearchResult], reranked: Reranked | None, query_type: str | None = None
+    hits: list[SearchResult], reranked: Reranked | None, query_intent: str | None = None
 ) -> None:
-    """Fill each result's ``debug`` with the paths that found it, the product type the query
-    was read to ask for (``ranking.intent``) and, when the ranker ordered it, its features and
-    head scores (``search(..., debug=True)``)."""
+    """Fill each result's ``debug`` with the paths that found it, what the query was read to
+    ask for (``ranking.intent``) and, when the ranker ordered it, its features and head
+    scores (``search(..., debug=True)``)."""
     for hit in hits:
         details = reranked.explain.get(hit.product_id, {}) if reranked else {}
         hit.debug = {
             **(hit.debug or {}),
             "paths": hit.paths,
             "fusion": f"ranker {reranked.version}" if reranked else "rrf",
-            "query_type": query_type,
+            "query_intent": query_intent,
             **details,
         }

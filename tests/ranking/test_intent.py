@@ -1,4 +1,5 @@
-"""Product-type intent: the type noun of titles and queries, and the type-first partition."""
+"""Query intent: the type noun of titles and queries, the product a query names, and the
+partition of the fused ranking by them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from decimal import Decimal
 import pytest
 
 from ranking import search
-from ranking.features import ProductInfo
-from ranking.intent import query_type, type_first, type_noun
+from ranking.features import ProductInfo, content_words
+from ranking.intent import names_product, query_type, read_query, type_noun
 from ranking.types import Candidate
 
 
@@ -55,7 +56,7 @@ def candidates(*ids: int) -> list[Candidate]:
     return [Candidate(pid, 1.0 / rank, "fused", rank) for rank, pid in enumerate(ids, start=1)]
 
 
-def test_type_first_partitions_the_window_stably_and_renumbers():
+def test_a_named_type_leads_the_window_in_fused_order_and_ranks_are_renumbered():
     infos = {
         1: info(1, "Acme - Wall Charger - Black", "Acme"),
         2: info(2, "Acme - Smart Cell Phone - Black", "Acme"),
@@ -63,20 +64,43 @@ def test_type_first_partitions_the_window_stably_and_renumbers():
         4: info(4, "Acme - Flip Cell Phone - Red", "Acme"),
         5: info(5, "Acme - Basic Cell Phone - Blue", "Acme"),
     }
-    ranked, noun = type_first("acme phone", candidates(1, 2, 3, 4, 5), infos, window=4)
-    assert noun == "phone"
+    ranked, reading = read_query("acme phone", candidates(1, 2, 3, 4, 5), infos, window=4)
+    assert reading == "type:phone"
     # phones 2 and 4 lead in their fused order; 5 lies below the window and stays there
     assert [c.product_id for c in ranked] == [2, 4, 1, 3, 5]
     assert [c.rank for c in ranked] == [1, 2, 3, 4, 5]
 
 
-def test_type_first_leaves_a_query_without_a_type_alone():
-    infos = {
-        1: info(1, "Acme - Wall Charger - Black", "Acme"),
-        2: info(2, "Acme - Cell Phone - Red", "Acme"),
-    }
-    ranked, noun = type_first("acme", candidates(1, 2), infos, window=50)
-    assert noun is None and [c.product_id for c in ranked] == [1, 2]
+GALAXY = info(1, "Samsung - Galaxy S7 32GB - Black Onyx (Verizon)", "Samsung")
+COVER = info(2, "Samsung - LED View Cover for Samsung Galaxy S7 - Gold", "Samsung")
+CASE = info(3, "Spigen - Rugged Armor Case for Samsung Galaxy S7 - Black", "Spigen")
+
+
+@pytest.mark.parametrize(
+    ("query", "named"),
+    [
+        ("samsung s7", [GALAXY]),  # the cover says "S7" only as what it fits
+        ("samsung cover", [COVER]),
+        ("galaxy s7 black", [GALAXY]),
+        ("spigen black", [CASE]),  # the variant after the devices is the product's own
+    ],
+)
+def test_names_product_reads_the_product_segment_and_brand_only(query, named):
+    words = content_words(query)
+    assert [i for i in (GALAXY, COVER, CASE) if names_product(words, i)] == named
+
+
+def test_a_query_naming_no_type_puts_the_products_it_names_first():
+    infos = {i.product_id: i for i in (COVER, CASE, GALAXY)}
+    ranked, reading = read_query("samsung s7", candidates(2, 3, 1), infos, window=50)
+    assert reading == "product" and [c.product_id for c in ranked] == [1, 2, 3]
+
+
+def test_the_order_is_left_alone_when_nothing_is_asked_for_or_nothing_matches():
+    infos = {i.product_id: i for i in (COVER, CASE, GALAXY)}
+    for query in ("for the", "motorola"):  # only stopwords; no candidate names it
+        ranked, reading = read_query(query, candidates(2, 3, 1), infos, window=50)
+        assert reading is None and [c.product_id for c in ranked] == [2, 3, 1]
 
 
 @pytest.fixture
@@ -97,13 +121,13 @@ def charger_and_phone(small_catalog):
     inverted.rebuild_index()
 
 
-def test_hybrid_puts_the_named_type_first_and_bm25_is_untouched(charger_and_phone, settings):
+def test_hybrid_reads_the_query_and_bm25_is_untouched(charger_and_phone, settings):
     bm25 = search("fast phone", merchant="phone-shop", pipeline="bm25")
     assert [r.sku for r in bm25.results][:2] == ["F1", "F2"]  # the lexical order to correct
     hybrid = search("fast phone", merchant="phone-shop", pipeline="hybrid", debug=True)
     assert [r.sku for r in hybrid.results][:2] == ["F2", "F1"]
-    assert hybrid.results[0].debug["query_type"] == "phone"
-    settings.SEARCH_TYPE_INTENT_DEPTH = 0  # off: plain fusion again
+    assert hybrid.results[0].debug["query_intent"] == "type:phone"
+    settings.SEARCH_INTENT_DEPTH = 0  # off: plain fusion again
     off = search("fast phone", merchant="phone-shop", pipeline="hybrid", debug=True)
     assert [r.sku for r in off.results][:2] == ["F1", "F2"]
-    assert off.results[0].debug["query_type"] is None
+    assert off.results[0].debug["query_intent"] is None
