@@ -164,9 +164,12 @@ def deliver(consumer: Any, accepted: int, timeout: float = 120.0) -> int:
 
 
 def pipeline_ndcg(pipeline: str, queries: dict, qrels: dict, merchant: str) -> float:
+    """Mean NDCG@10 over ``queries`` alone: ``qrels`` also judges the traffic queries, and
+    ``evaluate`` scores every judged query (a query without results scores zero)."""
     from ranking.benchmarks.relevance import evaluate, run_pipeline
 
-    return evaluate(qrels, run_pipeline(pipeline, queries, merchant), K)[f"ndcg@{K}"]
+    judged = {qid: qrels[qid] for qid in queries if qid in qrels}
+    return evaluate(judged, run_pipeline(pipeline, queries, merchant), K)[f"ndcg@{K}"]
 
 
 def probe_ndcg(merchant: str, probe: list) -> float:

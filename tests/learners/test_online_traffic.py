@@ -161,6 +161,15 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     assert searched and not searched & {q["query"] for q in evaluation}  # eval never trafficked
 
 
+def test_curve_scores_the_eval_queries_alone(small_catalog):
+    """Regression: the eval NDCG@10 was averaged over every judged query, the traffic half
+    scoring zero, so every curve reported half the true value."""
+    from learners.benchmarks.learning_curve import pipeline_ndcg
+
+    qrels = {"eval": {"P1": 2}, "traffic": {"P2": 2}}
+    assert pipeline_ndcg("bm25", {"eval": "otterbox"}, qrels, "phone-shop") == 1.0
+
+
 @pytest.mark.integration
 def test_a_celery_worker_trains_the_hour_once(live_shop, redis_server, tmp_path):
     from tests.learners.test_online_learning import TAUGHT, teach
