@@ -37,11 +37,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
+from typing import Protocol
 
 from learners import conf
 from learners.generative.data import singular, split_title, words
-from ranking.features import ProductInfo, content_words
+from ranking.features import content_words
 from ranking.types import Candidate
+
+
+class Described(Protocol):
+    """What intent reads about a product: ``ProductInfo`` at search time, the training
+    data's ``ProductDoc`` when BM25 teaches the generative model."""
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def brand(self) -> str: ...
+
 
 DEFAULT_DEPTH = 50
 TYPE_NOUN_CACHE = 200_000
@@ -63,11 +76,11 @@ def type_noun(title: str, brand: str) -> str:
     return singular(phrase.split()[-1]) if phrase else ""
 
 
-def product_type(info: ProductInfo) -> str:
+def product_type(info: Described) -> str:
     return type_noun(info.title, info.brand)
 
 
-def query_type(query: str, infos: Iterable[ProductInfo]) -> str | None:
+def query_type(query: str, infos: Iterable[Described]) -> str | None:
     """The type noun ``query`` names among the candidates ``infos``, or None."""
     infos = list(infos)
     nouns = {product_type(i) for i in infos} - {""}
@@ -90,7 +103,7 @@ def own_words(title: str, brand: str) -> frozenset[str]:
     return content_words(f"{brand} {product} {parts.variant}")
 
 
-def names_product(query_words: frozenset[str], info: ProductInfo) -> bool:
+def names_product(query_words: frozenset[str], info: Described) -> bool:
     """Whether every query word is one of the product's own words: "samsung s7" names the
     Galaxy S7 itself, not a "Cover for Samsung Galaxy S7"."""
     return query_words <= own_words(info.title, info.brand)
@@ -99,7 +112,7 @@ def names_product(query_words: frozenset[str], info: ProductInfo) -> bool:
 def read_query(
     query: str,
     ranked: Sequence[Candidate],
-    infos: Mapping[int, ProductInfo],
+    infos: Mapping[int, Described],
     window: int | None = None,
 ) -> tuple[list[Candidate], str | None]:
     """``ranked`` with its top ``window`` stably partitioned by what the query asks for, and

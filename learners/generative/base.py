@@ -112,21 +112,32 @@ def train_base_model(
 
 
 def lexical_teacher(merchant: str, products: list[ProductDoc]) -> LeafTeacher | None:
-    """The merchant's BM25 index as the teacher of group queries' leaves (None while empty).
+    """The merchant's BM25 index as the teacher of group queries' leaves (None while empty),
+    read the way hybrid search reads it: the products the query asks for first
+    (``ranking.intent``), so "cell phones cases" teaches cases, not phones.
 
     Without an index the group queries train their docid prefix only, as before teachers.
     """
+    from ranking import intent
     from ranking.inverted import get_index, query_terms
+    from ranking.types import Candidate
 
     index = get_index(merchant)
     if index.num_docs() == 0:
         log.warning("no inverted index for %s: group pseudo-queries train prefixes only", merchant)
         return None
-    docid_of = {p.product_id: p.docid for p in products}
+    by_id = {p.product_id: p for p in products}
+    window = intent.depth()
 
     def rank(text: str, depth: int) -> list[str]:
-        hits, _ = index.search(query_terms(text), limit=depth, merchant=merchant)
-        return [docid_of[h.product_id] for h in hits if h.product_id in docid_of]
+        hits, _ = index.search(query_terms(text), limit=max(depth, window), merchant=merchant)
+        found = [
+            Candidate(h.product_id, h.score, "bm25", r)
+            for r, h in enumerate(hits, start=1)
+            if h.product_id in by_id
+        ]
+        ranked, _ = intent.read_query(text, found, by_id, window)
+        return [by_id[c.product_id].docid for c in ranked[:depth]]
 
     return rank
 

@@ -106,6 +106,7 @@ def test_the_order_is_left_alone_when_nothing_is_asked_for_or_nothing_matches():
 @pytest.fixture
 def charger_and_phone(small_catalog):
     """A fast charger that BM25 prefers for "fast phone" over the phone the shopper wants."""
+    from catalog import docids
     from catalog.models import Category, Product
     from ranking import inverted
 
@@ -118,6 +119,7 @@ def charger_and_phone(small_catalog):
         Product.objects.create(
             merchant=phones, sku=sku, title=title, brand="Acme", category=category, price=Decimal(9)
         )
+    docids.assign(phones)
     inverted.rebuild_index()
 
 
@@ -131,3 +133,13 @@ def test_hybrid_reads_the_query_and_bm25_is_untouched(charger_and_phone, setting
     off = search("fast phone", merchant="phone-shop", pipeline="hybrid", debug=True)
     assert [r.sku for r in off.results][:2] == ["F1", "F2"]
     assert off.results[0].debug["query_intent"] is None
+
+
+def test_the_generative_models_bm25_teacher_reads_the_query_too(charger_and_phone):
+    from catalog.models import Product
+    from learners.generative.base import lexical_teacher
+    from learners.generative.data import load_products
+
+    docid = dict(Product.objects.values_list("sku", "docid__path"))
+    teacher = lexical_teacher("phone-shop", load_products("phone-shop"))
+    assert teacher("fast phone", 2) == [docid["F2"], docid["F1"]]  # bm25 alone: F1, F2
