@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -120,7 +121,11 @@ def write_split(directory: Path, train: Mapping[str, str], evaluation: Mapping[s
 
 @contextmanager
 def event_pipeline(bootstrap: str | None) -> Iterator[Any]:
-    """Kafka (given or a local tansu), fresh topics for the run, a consumer on all partitions."""
+    """Kafka (given or a local tansu), fresh topics for the run, a consumer on all partitions.
+
+    The run's producer spools into a directory of its own: with the data directory's spool it
+    adopted the segments other processes had left there (a platform's events from a broker
+    outage) and drained them into this run's broker, which the run then stopped."""
     from django.test import override_settings
 
     from learners.benchmarks.ingest import kafka
@@ -129,11 +134,12 @@ def event_pipeline(bootstrap: str | None) -> Iterator[Any]:
     from learners.events.topics import ensure_topics, partition_count
 
     suffix = uuid.uuid4().hex[:8]
-    with kafka(bootstrap) as (servers, _pid):
+    with kafka(bootstrap) as (servers, _pid), tempfile.TemporaryDirectory() as spool:
         names = {
             "KAFKA_BOOTSTRAP_SERVERS": servers,
             "EVENT_TOPIC": f"events-curve-{suffix}",
             "EVENT_DLQ_TOPIC": f"events-curve-dlq-{suffix}",
+            "EVENT_SPOOL_DIR": spool,
         }
         with override_settings(**names, GENERATIVE_RELOAD_SECONDS=0.0):
             reset_producer(timeout=5)

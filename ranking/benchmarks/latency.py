@@ -205,27 +205,41 @@ def _site(url: str | None, workers: int) -> Iterator[str]:
     if url:
         yield url.rstrip("/")
         return
-    from django.conf import settings
-
     from learners.broker import free_port
-    from learners.processes import child, database_url
+    from learners.processes import child
 
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "web.wsgi:application", f"--workers={workers}"]
     argv += [f"--bind=127.0.0.1:{port}", "--error-logfile=-", "--log-level=warning"]
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "web.settings",
-        "DATABASE_URL": database_url(),
-        "SEARCH_DATA_DIR": str(settings.DATA_DIR),
-        "SEARCH_INDEX_DIR": str(settings.SEARCH_INDEX_DIR),
-    }
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
+        env = server_env(Path(workdir))
         log = Path(workdir) / "web.log"
         with _vector_server(env, Path(workdir)), child(argv, env, log) as process:
             base_url = f"http://127.0.0.1:{port}"
             _wait_healthy(base_url, process, log)
             yield base_url
+
+
+def server_env(workdir: Path) -> dict[str, str]:
+    """The environment of the benchmark's gunicorn: the caller's store and models, and event
+    tracking as in production (every search records its impression) but into ``workdir``'s
+    spool with no broker to reach. Before, the benchmark's impressions went to the configured
+    broker, or to the data directory's spool, which the platform's next start delivered: a
+    benchmark run became thousands of shopper impressions in the merchant's event store."""
+    from django.conf import settings
+
+    from learners.broker import free_port
+    from learners.processes import database_url
+
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "web.settings",
+        "DATABASE_URL": database_url(),
+        "SEARCH_DATA_DIR": str(settings.DATA_DIR),
+        "SEARCH_INDEX_DIR": str(settings.SEARCH_INDEX_DIR),
+        "EVENT_SPOOL_DIR": str(workdir / "spool"),
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing listens there
+    }
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ import json
 import random
 from collections import Counter
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.core.management import call_command
@@ -18,6 +19,7 @@ from learners import registry
 from learners.celery import create_app
 from learners.events.consumer import EventConsumer
 from learners.events.schema import parse_event
+from learners.events.spool import SpoolRecord
 from learners.models import Event, ModelVersion
 from learners.online.simulator import Page, Result, ShopperModel, Simulator
 from tests.learners.conftest import child_env, start_celery_worker, stop_child
@@ -136,6 +138,7 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     settings.ONLINE_PROBE_SIZE = 60
     queries, qrels = queries_files(tmp_path)
     out = tmp_path / "curve.json"
+    left_behind = orphan_segment(tmp_path / "data-spool", settings)
     call_command(
         "bench",
         "learning-curve",
@@ -159,6 +162,22 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     evaluation = json.loads((tmp_path / "split" / "eval_queries.json").read_text())
     searched = set(Event.objects.filter(type="impression").values_list("query", flat=True))
     assert searched and not searched & {q["query"] for q in evaluation}  # eval never trafficked
+    # regression: the run's producer adopted the data spool's segments and drained them into
+    # its own broker, which it then stopped
+    assert left_behind.read_bytes() == ORPHAN.line()
+
+
+ORPHAN = SpoolRecord("events", "s1", '{"left": "by a platform whose broker was down"}')
+
+
+def orphan_segment(directory: Path, settings) -> Path:
+    """A sendable spool segment in ``directory`` (now the configured spool) whose writer is
+    gone, as a platform leaves after a broker outage."""
+    settings.EVENT_SPOOL_DIR = str(directory)
+    directory.mkdir()
+    segment = directory / "seg-1-999999999.ready"
+    segment.write_bytes(ORPHAN.line())
+    return segment
 
 
 def test_curve_scores_the_eval_queries_alone(small_catalog):

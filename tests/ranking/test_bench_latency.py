@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -63,6 +64,23 @@ def test_bench_latency_measures_every_pipeline_and_level(
             assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
     assert report["decode"]["beam"] == 10 and report["decode"]["p50_ms"] > 0
     assert "search latency" in out.getvalue() and "generative decode" in out.getvalue()
+
+
+def test_the_benchmark_server_tracks_searches_into_a_spool_of_its_own(tmp_path, settings):
+    """Regression: the benchmark's gunicorn recorded its impressions in the data directory's
+    spool (or sent them to the configured broker), so the platform's next start delivered a
+    benchmark run into the merchant's event store as shopper impressions."""
+    from learners import conf
+    from learners.broker import tcp_reachable
+    from ranking.benchmarks.latency import server_env
+
+    settings.EVENT_SPOOL_DIR = ""  # the data directory's spool, as on a platform
+    env = server_env(tmp_path / "bench")
+    assert env["EVENT_SPOOL_DIR"] == str(tmp_path / "bench" / "spool")
+    assert Path(env["EVENT_SPOOL_DIR"]) != conf.spool_dir()
+    assert env["KAFKA_BOOTSTRAP_SERVERS"] != conf.bootstrap_servers()
+    assert not tcp_reachable(env["KAFKA_BOOTSTRAP_SERVERS"])
+    assert env["SEARCH_DATA_DIR"] == str(settings.DATA_DIR)  # the caller's catalog and models
 
 
 def test_unknown_pipeline_is_a_clear_error(small_catalog, live_server, queries_file):
