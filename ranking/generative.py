@@ -191,7 +191,7 @@ def serving_threads() -> int:
 def rrf_weight() -> float:
     """Weight of generative candidates in the hybrid pipeline's rank fusion (see
     ``ranking.service.RRF_WEIGHTS`` for the measurements behind the default)."""
-    return conf.get("GENERATIVE_RRF_WEIGHT", 0.2)
+    return conf.get("GENERATIVE_RRF_WEIGHT", 0.1)
 
 
 def load_active(merchant: str) -> ServingModel | None:
