@@ -175,6 +175,33 @@ def judged_at(qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]]
     return statistics.fmean(shares) if shares else 0.0
 
 
+def by_wording(version_dir: Path, queries: dict[str, str]) -> dict[str, list[str]]:
+    """The query ids whose exact wording the BM25 teacher answered during training, and the
+    rest. The teacher asks catalog-structure queries ("cell phones chargers"), which shoppers
+    type too, so a dev set holds both kinds: the split tells how much of the model's score is
+    recall of what it was taught and how much carries to wordings it never saw."""
+    from learners.generative.data import clean
+    from learners.generative.train import read_leaf_targets
+
+    taught = set(read_leaf_targets(version_dir) or {})
+    seen = [qid for qid, text in queries.items() if clean(text) in taught]
+    return {"teacher-answered": seen, "other wordings": [q for q in queries if q not in seen]}
+
+
+def ndcg_by_wording(
+    groups: dict[str, list[str]], qrels: dict[str, dict[str, int]], run: dict[str, dict]
+) -> dict[str, dict[str, float]]:
+    from ranking.benchmarks.relevance import evaluate as ranx_evaluate
+
+    return {
+        name: {
+            "queries": len(qids),
+            "ndcg@10": ranx_evaluate({q: qrels[q] for q in qids}, run)["ndcg@10"] if qids else 0.0,
+        }
+        for name, qids in groups.items()
+    }
+
+
 def evaluate(args: argparse.Namespace, retriever: Any) -> dict[str, Any]:
     from ranking.benchmarks.relevance import evaluate as ranx_evaluate
     from ranking.benchmarks.relevance import load_qrels, load_queries
@@ -182,6 +209,7 @@ def evaluate(args: argparse.Namespace, retriever: Any) -> dict[str, Any]:
     qrels = load_qrels(args.qrels)
     queries = {q: t for q, t in load_queries(args.queries).items() if q in qrels}
     skus = sku_by_docid(args.merchant)
+    groups = by_wording(args.version_dir, queries)
     report: dict[str, Any] = {"queries": len(queries), "beams": {}}
     for beam in [int(b) for b in args.beams.split(",") if b.strip()]:
         run, latencies = run_queries(retriever, queries, beam, skus)
@@ -190,6 +218,7 @@ def evaluate(args: argparse.Namespace, retriever: Any) -> dict[str, Any]:
             "ndcg@10": scores["ndcg@10"],
             "mrr@10": scores["mrr@10"],
             "judged@10": judged_at(qrels, run, 10),
+            "by_wording": ndcg_by_wording(groups, qrels, run),
             "latency_ms": percentiles(latencies),
         }
     if args.recall_beam:

@@ -527,3 +527,23 @@ def test_command_if_missing_skips_merchants_with_a_finished_model(small_catalog)
     assert f"grocer: skipped, candidate {name} did not pass" in out.getvalue()
     with pytest.raises(CommandError, match="unknown merchant"):
         call_command("train_base_model", "--merchant", "nope")
+
+
+def test_experiment_scores_taught_and_unseen_wordings_apart(tmp_path):
+    """``learners.generative.experiment`` splits the dev queries by whether the BM25 teacher
+    answered that exact wording in training (saved with the version) and scores each part."""
+    import json
+
+    from learners.generative.experiment import by_wording, ndcg_by_wording
+
+    (tmp_path / LEAF_TARGETS_FILE).write_text(json.dumps({"cell phones chargers": ["a/0001"]}))
+    queries = {"q1": "Cell Phones  Chargers", "q2": "fast phone", "q3": "cell phones"}
+    groups = by_wording(tmp_path, queries)
+    assert groups == {"teacher-answered": ["q1"], "other wordings": ["q2", "q3"]}
+
+    qrels = {"q1": {"sku1": 2}, "q2": {"sku2": 1}, "q3": {"sku3": 1}}
+    run = {"q1": {"sku1": 1.0}, "q2": {"sku9": 1.0}, "q3": {"sku3": 1.0}}
+    scores = ndcg_by_wording(groups, qrels, run)
+    assert scores["teacher-answered"] == {"queries": 1, "ndcg@10": pytest.approx(1.0)}
+    assert scores["other wordings"] == {"queries": 2, "ndcg@10": pytest.approx(0.5)}
+    assert by_wording(tmp_path / "no-teacher", queries)["teacher-answered"] == []
