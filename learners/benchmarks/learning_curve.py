@@ -275,6 +275,10 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         base_scores = measure(merchant, evaluation, qrels, probe)
         report["base_eval_ndcg@10"] = base_scores["eval"]
         report["base_probe_ndcg@10"] = base_scores["probe"]
+        out.write(
+            f"base: eval ndcg@10 {base_scores['eval']:.4f}, "
+            f"probe ndcg@10 {base_scores['probe']:.4f}\n"
+        )
         if "hybrid" in base_scores:
             report["base_eval_hybrid_ndcg@10"] = base_scores["hybrid"]
             report["eval_hybrid_ndcg@10"] = []
@@ -304,10 +308,12 @@ def _record_hour(report: dict, hour: int, events: int, result: Any, scores: dict
 
 
 def _progress_line(report: dict) -> str:
+    seconds = report["adapter_train_s"][-1]
+    trained = f", adapter trained in {seconds:.0f} s" if seconds is not None else ""
     return (
         f"hour {report['hours'][-1]}: {report['events'][-1]} events, "
         f"{report['decisions'][-1]}, eval ndcg@10 {report['eval_ndcg@10'][-1]:.4f}, "
-        f"probe ndcg@10 {report['probe_ndcg@10'][-1]:.4f}\n"
+        f"probe ndcg@10 {report['probe_ndcg@10'][-1]:.4f}{trained}\n"
     )
 
 

@@ -10,6 +10,7 @@ import json
 import random
 from collections import Counter
 from datetime import timedelta
+from io import StringIO
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,7 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     queries, qrels = queries_files(tmp_path)
     out = tmp_path / "curve.json"
     left_behind = orphan_segment(tmp_path / "data-spool", settings)
+    progress = StringIO()
     call_command(
         "bench",
         "learning-curve",
@@ -150,9 +152,15 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
         sessions_per_hour=40,
         bootstrap=kafka_broker.bootstrap,
         json_out=out,
+        stdout=progress,
     )
     report = json.loads(out.read_text())
     assert report["hours"] == [1, 2] and len(report["eval_ndcg@10"]) == 2
+    lines = progress.getvalue().splitlines()
+    assert lines[0] == f"base: eval ndcg@10 {report['base_eval_ndcg@10']:.4f}, " + (
+        f"probe ndcg@10 {report['base_probe_ndcg@10']:.4f}"
+    )
+    assert lines[1].startswith("hour 1: ") and "adapter trained in" in lines[1]
     assert {"base_eval_ndcg@10", "base_probe_ndcg@10", "adapter_train_s"} <= set(report)
     assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
     from ranking.benchmarks.history import bench_dir
