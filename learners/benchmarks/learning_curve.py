@@ -355,7 +355,7 @@ def plot(report: dict, path: Path) -> None:
     from matplotlib import pyplot as plt
 
     hours = [0, *report["hours"]]
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     series = [("eval", "eval_ndcg@10", "base_eval_ndcg@10")]
     series.append(("probe (forgetting)", "probe_ndcg@10", "base_probe_ndcg@10"))
     if "eval_hybrid_ndcg@10" in report:
@@ -366,7 +366,7 @@ def plot(report: dict, path: Path) -> None:
     ax.set_ylabel("NDCG@10")
     ax.set_title(f"online learning, replay {'on' if report['replay'] else 'off'}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: no curve is hidden
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
