@@ -24,10 +24,11 @@ as what they fit ("Cover for Samsung Galaxy S7").
 Either way the fused top ``depth`` is stably partitioned: the wanted products move ahead, each
 group keeps its fused order, so fusion and the ranker still order the products within it.
 
-Measured on the BestBuy dev set (``bench relevance``, same models; README): hybrid NDCG@10
-0.8594 without either rule, 0.8863 with the type rule alone, 0.8959 with both. Among the
-queries it lowers, the largest losses lift products nobody judged ("cell phones battery
-cases": mophie battery cases; "go protection": "Dual Layer Protection" cases).
+Measured on the BestBuy dev set (``bench relevance``, same models, generative fusion weight
+0.2 as then; README): hybrid NDCG@10 0.8594 without either rule, 0.8863 with the type rule
+alone, 0.8959 with both. Among the queries it lowers, the largest losses lift products
+nobody judged ("cell phones battery cases": mophie battery cases; "go protection": "Dual Layer
+Protection" cases).
 ``SEARCH_INTENT_DEPTH`` (default 50, 0 turns it off) bounds how far down a product may be
 lifted from.
 """

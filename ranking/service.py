@@ -38,8 +38,8 @@ DEFAULT_PIPELINE = "bm25"
 #: (GENERATIVE_RRF_WEIGHT): on the BestBuy dev set, bm25 alone scored NDCG@10 0.852, equal-weight
 #: RRF with generative 0.624 (its top-10 pushes bm25's good hits down), weights 0.1-0.2
 #: 0.864-0.867 (it reorders and adds where bm25 is unsure), 0.3 0.851, 0.5 0.776. With the
-#: teacher-trained base, the ranker and query intent, 0.1 beat 0.2 again (0.908 against 0.899;
-#: 17 queries up, 6 down, and in every random half of the queries). Dense gets 0.2
+#: teacher-trained base, the ranker and query intent, 0.1 beat 0.2 again (0.908 against 0.899,
+#: README "Benchmarks"). Dense gets 0.2
 #: (DENSE_RRF_WEIGHT): bm25 + generative + dense scored 0.876 at 0.2 against 0.799 at 1.0, and
 #: 0.1 / 0.3 scored lower than 0.2 with the later models. The weights were chosen on the dev set
 #: itself, so treat the gain as optimistic. The learned ranker corrects this fused order
