@@ -15,6 +15,12 @@ the web workers) is measured:
 * ``probe_ndcg@10``: the base's fixed replay probe (forgetting of catalog knowledge);
 * ``eval_hybrid_ndcg@10``: the ``hybrid`` pipeline on the eval queries, when it exists.
 
+With ``--ranker`` each hour also runs what Celery beat runs after the adapter: the hour's
+aggregates (``aggregate_hour``) and a retrained fusion ranker (``retrain_ranker``'s code), so
+the hybrid column includes what the click and purchase heads and the CTR features learn from
+the traffic. Off by default: it adds about a minute per hour, and the eval queries, never
+searched, have no query-level click history -- what can carry over is product-level evidence.
+
 The train/eval split comes from ``--train-*``/``--eval-*`` files, or from ``--queries``/
 ``--qrels`` split by ``--eval-fraction`` and ``--split-seed`` (written to ``--split-out``).
 Adapters are registered and promoted in the configured store, so run it on a benchmark data
@@ -61,6 +67,13 @@ def add_arguments(parser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="mix replay into adapter training (default); --no-replay to measure forgetting",
+    )
+    parser.add_argument(
+        "--ranker",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="after each hour, aggregate its events and retrain the fusion ranker, as Celery "
+        "beat does (off by default)",
     )
     parser.add_argument("--merchant", help="merchant slug (default: owner of the judged skus)")
     parser.add_argument("--start", default=DEFAULT_START, help="first simulated hour (ISO)")
@@ -260,6 +273,7 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "merchant": merchant,
         "replay": config.replay_fraction > 0,
         "replay_fraction": config.replay_fraction,
+        "ranker": bool(options.get("ranker")),
         "train_queries": len(train),
         "eval_queries": len(evaluation),
         "probe_queries": len(probe),
@@ -268,6 +282,7 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "eval_ndcg@10": [],
         "probe_ndcg@10": [],
         "adapter_train_s": [],
+        "ranker_train_s": [],
         "events": [],
         "decisions": [],
     }
@@ -288,12 +303,31 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
             traffic = simulator.run_hour(hour, options["sessions_per_hour"])
             stored = deliver(consumer, traffic.accepted)
             [result] = train_hourly_adapter(hour, merchant, config)
+            if report["ranker"]:
+                report["ranker_train_s"].append(retrain_ranker(hour, merchant))
             scores = measure(merchant, evaluation, qrels, probe)
             _record_hour(report, h + 1, stored, result, scores)
             out.write(_progress_line(report))
     print_table(report, out)
     _write(report, options, out)
     return report
+
+
+def retrain_ranker(hour: datetime, merchant: str) -> float:
+    """The rest of beat's hour: aggregate it, retrain and activate the ranker; its seconds.
+
+    The CTR features are cached per process for minutes (``ranking.features.signals``); the
+    web workers of a platform pick the new aggregates up when that cache expires, the
+    benchmark at once, so the hour is measured with what it taught."""
+    from learners.aggregates import aggregate_hour
+    from ranking.features import signals
+    from ranking.ranker.train import train_merchant_ranker
+
+    started = time.perf_counter()
+    aggregate_hour(hour, merchant)
+    train_merchant_ranker(merchant)
+    signals.clear()
+    return time.perf_counter() - started
 
 
 def _record_hour(report: dict, hour: int, events: int, result: Any, scores: dict) -> None:
@@ -310,6 +344,8 @@ def _record_hour(report: dict, hour: int, events: int, result: Any, scores: dict
 def _progress_line(report: dict) -> str:
     seconds = report["adapter_train_s"][-1]
     trained = f", adapter trained in {seconds:.0f} s" if seconds is not None else ""
+    if report["ranker_train_s"]:
+        trained += f", ranker in {report['ranker_train_s'][-1]:.0f} s"
     return (
         f"hour {report['hours'][-1]}: {report['events'][-1]} events, "
         f"{report['decisions'][-1]}, eval ndcg@10 {report['eval_ndcg@10'][-1]:.4f}, "

@@ -150,6 +150,7 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
         split_out=tmp_path / "split",
         hours=2,
         sessions_per_hour=40,
+        ranker=True,
         bootstrap=kafka_broker.bootstrap,
         json_out=out,
         stdout=progress,
@@ -161,6 +162,12 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
         f"probe ndcg@10 {report['base_probe_ndcg@10']:.4f}"
     )
     assert lines[1].startswith("hour 1: ") and "adapter trained in" in lines[1]
+    # --ranker: every hour was aggregated and a ranker retrained on its clicks, as beat does
+    assert "ranker in" in lines[1] and len(report["ranker_train_s"]) == 2
+    rankers = ModelVersion.objects.filter(kind="ranker", merchant__slug=SHOP)
+    assert rankers.count() == 2
+    latest = registry.active("ranker", SHOP)
+    assert latest.metrics["logged_queries"] > 0 and "click" in latest.metrics["trained_heads"]
     assert {"base_eval_ndcg@10", "base_probe_ndcg@10", "adapter_train_s"} <= set(report)
     assert (tmp_path / "curve.png").read_bytes().startswith(b"\x89PNG")
     from ranking.benchmarks.history import bench_dir
