@@ -93,7 +93,12 @@ def decide(
     candidate: Scores, serving: Scores, base_probe: float, config: OnlineConfig
 ) -> GateDecision:
     """Apply the rule of the module docstring."""
-    thresholds = {"min_gain": config.min_gain, "max_probe_drop_points": config.max_probe_drop}
+    thresholds = {
+        "min_gain": config.min_gain,
+        "max_probe_drop_points": config.max_probe_drop,
+        "gate_k": config.gate_k,  # the registry then says which recall the scores are
+        "probe_k": config.probe_k,
+    }
     drop = 100.0 * (base_probe - candidate.probe_recall)
     if candidate.holdout_recall is None or serving.holdout_recall is None:
         promote, reason = False, "no held-out events this hour: nothing to judge the adapter on"
