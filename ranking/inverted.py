@@ -226,6 +226,24 @@ class InvertedIndex:
             hits.append(Hit(doc["product_id"][0], float(score), doc["category_path"][0]))
         return hits, result.count or 0
 
+    def count(
+        self,
+        terms: list[str],
+        *,
+        merchant: str | None,
+        category: str | None,
+        field: str = PRIMARY_FIELD,
+        every_word: bool = False,
+    ) -> int:
+        """How many products match any (or, with ``every_word``, every) one of ``terms``."""
+        query = self._query(
+            terms, merchant=merchant, category=category, field=field, every_word=every_word
+        )
+        if query is None:
+            return 0
+        self.refresh()
+        return self.index.searcher().search(query, limit=1, count=True).count or 0
+
     def category_counts(
         self,
         terms: list[str],
@@ -234,9 +252,12 @@ class InvertedIndex:
         category: str | None,
         field: str = PRIMARY_FIELD,
         size: int = 50,
+        every_word: bool = False,
     ) -> dict[str, int]:
         """Matching products per leaf category path, over *all* matches (not just one page)."""
-        query = self._query(terms, merchant=merchant, category=category, field=field)
+        query = self._query(
+            terms, merchant=merchant, category=category, field=field, every_word=every_word
+        )
         if query is None:
             return {}
         self.refresh()
@@ -245,11 +266,19 @@ class InvertedIndex:
         return {b["key"]: int(b["doc_count"]) for b in result["categories"]["buckets"]}
 
     def _query(
-        self, terms: list[str], *, merchant: str | None, category: str | None, field: str
+        self,
+        terms: list[str],
+        *,
+        merchant: str | None,
+        category: str | None,
+        field: str,
+        every_word: bool = False,
     ) -> tantivy.Query | None:
         if not terms:
             return None
-        text_query = self.index.parse_query(" ".join(terms), default_field_names=[field])
+        text_query = self.index.parse_query(
+            " ".join(terms), default_field_names=[field], conjunction_by_default=every_word
+        )
         clauses = [(tantivy.Occur.Must, text_query)]
         if merchant:
             clauses.append(

@@ -84,10 +84,30 @@ class InvertedRecall:
         ]
         facets = {}
         if self.with_facets and total:
-            facets = index.category_counts(
-                terms, merchant=request.merchant, category=request.category, field=field
-            )
+            facets, total = self._facets(index, request, terms, field, total)
         return RecallResult(candidates=candidates, total=total, facets=facets)
+
+    @staticmethod
+    def _facets(
+        index: inverted.InvertedIndex,
+        request: RecallRequest,
+        terms: list[str],
+        field: str,
+        total: int,
+    ) -> tuple[dict[str, int], int]:
+        """Category counts and the match count over the products holding *every* query word
+        when some do, else over those holding any (as Algolia counts its hits).
+
+        The ranking itself stays any-word BM25, but counted that way a word every product
+        carries drowns the facets: "phones" is in each product's category names in a phone
+        shop, so "unlocked phones" counted 3,291 matches with cases as the largest category.
+        """
+        scope = {"merchant": request.merchant, "category": request.category, "field": field}
+        if len(set(terms)) > 1:
+            strict = index.count(terms, every_word=True, **scope)
+            if strict:
+                return index.category_counts(terms, every_word=True, **scope), strict
+        return index.category_counts(terms, **scope), total
 
 
 def merge_results(results: list[RecallResult], limit: int) -> RecallResult:

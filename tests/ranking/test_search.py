@@ -142,6 +142,21 @@ def test_facet_counts_sum_to_total(small_catalog):
     }
 
 
+def test_facets_count_the_products_that_match_every_word(small_catalog):
+    """Regression: "phones" is in every product's category names, so the any-word facets of
+    "unlocked phones" listed as many cases as phones (on BestBuy, cases came first)."""
+    response = search("unlocked phones", merchant=PHONE, pipeline="bm25")
+    assert {f.path: f.count for f in response.facets} == {"cell-phones/unlocked-phones": 2}
+    assert response.total == 4  # the any-word matches can still be paged through
+    assert set(skus(response)[:2]) == {"P3", "P4"}
+    # no product holds both words: the any-word counts, rather than no facets at all
+    neither = search("otterbox galaxy", merchant=PHONE, pipeline="bm25")
+    assert {f.path: f.count for f in neither.facets} == {
+        "cell-phones/accessories/cases": 2,
+        "cell-phones/unlocked-phones": 1,
+    }
+
+
 def test_pagination_is_consistent(small_catalog):
     everything = skus(search("cell", merchant=PHONE, k=10))
     assert len(everything) == 4
