@@ -397,6 +397,7 @@ def test_models_page_groups_adapters_and_staff_can_promote_and_roll_back(people,
     assert [row.version.name for row in chain.adapters] == ["adapter-h2", "adapter-h1"]
     assert other.name.encode() not in page.content
     assert b"probe.recall@10" in page.content and b"gate ok" in page.content
+    assert b"more metrics</summary>" not in page.content  # two metrics: nothing to fold
     assert b"Promote" not in page.content  # only staff
     assert alice.post(url("model-activate", phones, pk=hour2.pk)).status_code == 403
 
@@ -410,6 +411,36 @@ def test_models_page_groups_adapters_and_staff_can_promote_and_roll_back(people,
     assert staff.post(url("model-activate", phones, pk=other.pk)).status_code == 404
     failed = staff.post(url("model-rollback", phones, pk=base.pk), follow=True)
     assert b"no retired base version" in failed.content
+
+
+def test_a_version_row_shows_its_headline_and_folds_the_rest():
+    """Regression: an adapter's thirty-odd training and gate numbers were all listed, each row
+    a screen high; the gate's scores and the hour's size show, the rest is one click away."""
+    metrics = {
+        "events": 3835,
+        "train_pairs": 302,
+        "holdout_pairs": 156,
+        "training": {"seconds": 149.5, "steps": 30, "probe_checkpoints": [{"step": 8}]},
+        "gate": {"candidate": {"holdout_recall": 0.3048}, "serving": {"holdout_recall": 0.3036}},
+    }
+    decision = {"state": "promoted", "owner": "vm:1", "reason": "held-out recall@1 up"}
+    adapter = ModelVersion(name="a1", kind="adapter", metrics=metrics, decision=decision)
+    row = chains([adapter])[1][0]
+    assert [k for k, _ in row.metrics] == [
+        "events",
+        "train_pairs",
+        "holdout_pairs",
+        "gate.candidate.holdout_recall",
+        "gate.serving.holdout_recall",
+        "training.seconds",
+    ]
+    assert [k for k, _ in row.more_metrics] == ["training.steps", "training.probe_checkpoints"]
+    assert row.decision == [("state", "promoted"), ("reason", "held-out recall@1 up")]
+    assert row.more_decision == [("owner", "vm:1")]
+    # a kind without a headline shows its first metrics and folds the others
+    unknown = ModelVersion(name="x", kind="other", metrics={f"m{i}": i for i in range(8)})
+    row = chains([unknown])[1][0]
+    assert len(row.metrics) == 6 and [k for k, _ in row.more_metrics] == ["m6", "m7"]
 
 
 def test_flatten_and_chains_without_a_base():

@@ -32,13 +32,38 @@ def visible_versions(merchant: Merchant) -> QuerySet[ModelVersion]:
     return ModelVersion.objects.filter(Q(merchant=merchant) | Q(merchant__isnull=True))
 
 
+#: The metrics a row shows at a glance, per kind (flattened names); the rest stay one click
+#: away. An adapter records thirty-odd numbers (training, gate, checkpoints) and listing them
+#: all made each row a screen high.
+HEADLINE_METRICS = {
+    "base": ("memorisation_exact_match", "epochs", "train_seconds", "products"),
+    "adapter": (
+        "events",
+        "train_pairs",
+        "holdout_pairs",
+        "gate.candidate.holdout_recall",
+        "gate.serving.holdout_recall",
+        "training.seconds",
+    ),
+    "ranker": ("holdout_ndcg@10", "holdout_bm25_ndcg@10", "logged_queries", "trained_heads"),
+    "encoder": ("pseudo_recall@10", "epochs", "vectors"),
+}
+#: What a decision says at a glance (claim bookkeeping such as owner and claimed_at waits).
+HEADLINE_DECISION = ("state", "passed", "reason")
+#: Without a known headline, this many metrics show before the rest fold away.
+FALLBACK_SHOWN = 6
+
+
 @dataclass
 class VersionRow:
-    """A version with its metrics and decision flattened for a table."""
+    """A version with its metrics and decision flattened for a table: a headline shown at
+    once, the rest behind a disclosure."""
 
     version: ModelVersion
     metrics: list[tuple[str, str]]
     decision: list[tuple[str, str]]
+    more_metrics: list[tuple[str, str]] = field(default_factory=list)
+    more_decision: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -64,8 +89,25 @@ def flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
     return out
 
 
+def headline(
+    items: list[tuple[str, str]], keys: tuple[str, ...] | None
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """``items`` split into (shown, folded): the ``keys`` in their order, then the rest; with
+    no ``keys`` (or none present) the first ``FALLBACK_SHOWN``."""
+    values = dict(items)
+    shown = [(k, values[k]) for k in keys or () if k in values]
+    if not shown:
+        return items[:FALLBACK_SHOWN], items[FALLBACK_SHOWN:]
+    picked = {k for k, _ in shown}
+    return shown, [(k, v) for k, v in items if k not in picked]
+
+
 def _row(version: ModelVersion) -> VersionRow:
-    return VersionRow(version, flatten(version.metrics or {}), flatten(version.decision or {}))
+    metrics, more_metrics = headline(
+        flatten(version.metrics or {}), HEADLINE_METRICS.get(version.kind)
+    )
+    decision, more_decision = headline(flatten(version.decision or {}), HEADLINE_DECISION)
+    return VersionRow(version, metrics, decision, more_metrics, more_decision)
 
 
 def _base_of(version: ModelVersion, by_pk: dict[int, ModelVersion]) -> ModelVersion | None:
