@@ -613,6 +613,30 @@ def test_quality_tables_from_any_result_shape():
     assert tables[0].columns == ["n"] and tables[0].rows == [("a", ["3"])]
 
 
+def test_quality_shows_a_curve_hour_by_hour():
+    """Regression: the learning curve's per-hour lists were dropped; only its base scores
+    showed, not where the curve went."""
+    curve = {
+        "benchmark": "learning-curve",
+        "base_eval_ndcg@10": 0.55,
+        "hours": [1, 2],
+        "eval_ndcg@10": [0.56, 0.58],
+        "decisions": ["promoted", "rejected"],
+        "adapter_train_s": [150.2, None],
+        "probe_queries": 1600,
+        "other": [1, 2, 3],  # no partner of its length: not a table
+    }
+    tables, facts = tables_of(curve)
+    [hourly] = tables
+    assert hourly.title == "hours"
+    assert hourly.columns == ["hours", "eval_ndcg@10", "decisions", "adapter_train_s"]
+    assert hourly.rows == [
+        ("", ["1", "0.5600", "promoted", "150.2000"]),
+        ("", ["2", "0.5800", "rejected", "—"]),
+    ]
+    assert ("probe_queries", "1,600") in facts
+
+
 def test_every_page_renders_for_an_empty_store(people, settings):
     empty = Merchant.objects.create(name="Empty Store")
     staff = client_for(people["staff"])

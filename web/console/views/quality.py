@@ -4,9 +4,10 @@
 ``<SEARCH_DATA_DIR>/bench/<benchmark>-<timestamp>.json``: a JSON object with ``benchmark``,
 ``created`` (ISO-8601), ``options``, optional ``model_version`` and ``merchant`` (slug), and
 its results; a plot is ``<same stem>.png`` beside it (e.g. the learning curve).
-Results are rendered generically: a ``{row: {metric: number}}`` object (``pipelines``) or a
-list of ``{column: value}`` objects (a curve) becomes a table, scalars become facts. Runs for
-another merchant are not shown.
+Results are rendered generically: a ``{row: {metric: number}}`` object (``pipelines``), a
+list of ``{column: value}`` objects, or several equally long lists of values (the learning
+curve's ``hours``, ``eval_ndcg@10``, ... one entry per hour) become a table, scalars become
+facts. Runs for another merchant are not shown.
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def runs_for(merchant: Merchant) -> list[Run]:
 
 
 def _number(value: Any) -> str:
+    if value is None:
+        return "—"
     if isinstance(value, bool) or not isinstance(value, Number):
         return str(value)
     return f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
@@ -120,7 +123,29 @@ def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]
             tables.append(Table(key, columns, rows))
         elif isinstance(value, str | Number):
             facts.append((key, _number(value)))
-    return tables, facts
+    return tables + column_tables(data), facts
+
+
+def column_tables(data: dict[str, Any]) -> list[Table]:
+    """One table per group of two or more equally long lists of plain values, each list a
+    column, titled by the first (a curve's ``hours``)."""
+    by_length: dict[int, list[str]] = {}
+    for key, value in data.items():
+        if key not in META_KEYS and _plain_list(value):
+            by_length.setdefault(len(value), []).append(key)
+    return [
+        Table(keys[0], keys, [("", [_number(data[k][i]) for k in keys]) for i in range(n)])
+        for n, keys in by_length.items()
+        if len(keys) > 1
+    ]
+
+
+def _plain_list(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and bool(value)
+        and all(v is None or isinstance(v, str | Number) for v in value)
+    )
 
 
 def history_chart(runs: list[Run]) -> str:
