@@ -39,9 +39,11 @@ class RecallPath(Protocol):
 class InvertedRecall:
     """BM25 over the tantivy index.
 
-    When the query matches nothing in the primary field it retries on product descriptions,
-    then with spelling-corrected words, so a shopper rarely faces an empty page; each retry
-    runs only when the previous step found nothing, so it can never hurt a working query.
+    A query word that no product holds -- in a title, brand, category or description -- is a
+    typo or a word the shop does not use, and leaves the query to its other words ("chargr for
+    samsng" ranked whatever holds "for"). Such words are replaced by close, frequent catalog
+    words first, and the corrected query is reported (``corrected_query``). Otherwise, when
+    the query matches nothing in the primary field, it retries on product descriptions.
     """
 
     name = "bm25"
@@ -56,17 +58,31 @@ class InvertedRecall:
         return merge_results(per_merchant, request.limit)
 
     def _recall_one(self, index: inverted.InvertedIndex, request: RecallRequest) -> RecallResult:
+        corrected = self._corrected(index, request)
+        if corrected:
+            result = self._run(index, request, corrected, inverted.PRIMARY_FIELD)
+            if result.total:
+                result.corrected_query = " ".join(corrected)
+                return result
         result = self._run(index, request, request.terms, inverted.PRIMARY_FIELD)
         if result.total == 0:
             result = self._run(index, request, request.terms, inverted.FALLBACK_FIELD)
-        if result.total == 0:
-            corrected = spelling.correct_terms(request.terms, index.vocabulary.counts)
-            if corrected:
-                retry = self._run(index, request, corrected, inverted.PRIMARY_FIELD)
-                if retry.total:
-                    retry.corrected_query = " ".join(corrected)
-                    result = retry
         return result
+
+    @staticmethod
+    def _corrected(index: inverted.InvertedIndex, request: RecallRequest) -> list[str] | None:
+        """The query with its words that no product holds corrected, or None. A word of the
+        spelling vocabulary is known at once; any other is looked up in both fields (stemmed,
+        so "chargers" is known where titles say "charger")."""
+        vocabulary = index.vocabulary.counts
+
+        def held(term: str) -> bool:
+            return term in vocabulary or any(
+                index.count([term], merchant=request.merchant, category=None, field=field)
+                for field in (inverted.PRIMARY_FIELD, inverted.FALLBACK_FIELD)
+            )
+
+        return spelling.correct_terms(request.terms, vocabulary, known=held)
 
     def _run(
         self, index: inverted.InvertedIndex, request: RecallRequest, terms: list[str], field: str

@@ -1,11 +1,13 @@
-"""Spelling-tolerant fallback: map unknown query words to close, frequent catalog words.
+"""Spelling tolerance: map query words no product holds to close, frequent catalog words.
 
-Used only when the literal query matched nothing, so it can never hurt a query that works.
+A word any product holds is never changed (the caller says which words those are), so a query
+the catalog can answer word for word is searched as typed.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from rapidfuzz import fuzz, process
 
@@ -14,15 +16,27 @@ MIN_WORD_LENGTH = 4
 MIN_SIMILARITY = 75.0
 
 
-def correct_terms(terms: list[str], vocabulary: Counter[str]) -> list[str] | None:
-    """Return ``terms`` with misspelt words replaced, or ``None`` if nothing could be fixed."""
+def correct_terms(
+    terms: list[str],
+    vocabulary: Counter[str],
+    known: Callable[[str], bool] | None = None,
+) -> list[str] | None:
+    """Return ``terms`` with misspelt words replaced, or ``None`` if nothing could be fixed.
+
+    A word is left alone if it is in ``vocabulary``, ``known(word)`` says so, or it is short
+    or a number."""
     if not vocabulary:
         return None
     choices = list(vocabulary)
     corrected: list[str] = []
     changed = False
     for term in terms:
-        if term in vocabulary or len(term) < MIN_WORD_LENGTH or term.isdigit():
+        if (
+            term in vocabulary
+            or len(term) < MIN_WORD_LENGTH
+            or term.isdigit()
+            or (known is not None and known(term))
+        ):
             corrected.append(term)
             continue
         best = _closest(term, choices, vocabulary)

@@ -230,6 +230,17 @@ def test_spelling_fallback(small_catalog):
     assert skus(everywhere) == ["P1"]
 
 
+def test_a_misspelt_word_is_corrected_even_when_other_words_match(small_catalog):
+    """Regression: "otterbx case" matched the cases by "case" alone and never corrected
+    "otterbx" (on BestBuy, "chargr for samsng" ranked whatever held "for")."""
+    response = search("otterbx case", merchant=PHONE, pipeline="bm25")
+    assert response.corrected_query == "otterbox case"
+    assert skus(response)[0] == "P1"
+    # words some product holds are never "corrected": plural of a title word, description word
+    assert search("defenders", merchant=PHONE).corrected_query is None
+    assert search("description otterbox", merchant=PHONE).corrected_query is None
+
+
 def test_no_match_no_correction(small_catalog):
     response = search("zzqxv", merchant=PHONE)
     assert response.results == [] and response.total == 0
