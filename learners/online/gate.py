@@ -1,8 +1,8 @@
 """The promotion gate: a candidate adapter serves only if it predicts the hour's *later*
 behaviour better than the serving model and has not forgotten the catalog.
 
-Two measurements, both recall@k of constrained beam search (``gate_k`` and ``probe_k``, 10 by
-default):
+Two measurements, both recall@k of constrained beam search (``gate_k``, 1 by default, and
+``probe_k``, 10):
 
 * **held-out recall** on the last slice of the hour (:mod:`~learners.online.pairs`): the share
   of held-out signal weight whose docid the model puts in its top k for that query. Weighted,

@@ -432,11 +432,11 @@ def test_gate_rule():
     serving = Scores(holdout_recall=0.40, probe_recall=0.90)
     better = Scores(holdout_recall=0.55, probe_recall=0.895)
     promoted = decide(better, serving, base_probe=0.90, config=config)
-    assert promoted.promote and "recall@10" in promoted.reason
+    assert promoted.promote and "held-out recall@1 " in promoted.reason  # the default gate
     recorded = promoted.as_dict()["thresholds"]  # the registry keeps which recall was scored
-    assert (recorded["gate_k"], recorded["probe_k"]) == (10, 10)
-    at_1 = decide(better, serving, 0.90, OnlineConfig(gate_k=1))
-    assert "recall@1 " in at_1.reason and at_1.thresholds["gate_k"] == 1
+    assert (recorded["gate_k"], recorded["probe_k"]) == (1, 10)
+    at_10 = decide(better, serving, 0.90, OnlineConfig(gate_k=10))
+    assert "held-out recall@10 " in at_10.reason and at_10.thresholds["gate_k"] == 10
     assert not decide(Scores(0.40, 0.90), serving, 0.90, config).promote  # no gain
     forgot = decide(Scores(0.60, 0.88), serving, 0.90, config)  # 2 points below the base
     assert not forgot.promote and "probe" in forgot.reason
