@@ -346,10 +346,12 @@ def _progress_line(report: dict) -> str:
     trained = f", adapter trained in {seconds:.0f} s" if seconds is not None else ""
     if report["ranker_train_s"]:
         trained += f", ranker in {report['ranker_train_s'][-1]:.0f} s"
+    hybrid = report.get("eval_hybrid_ndcg@10")
+    fused = f", eval hybrid ndcg@10 {hybrid[-1]:.4f}" if hybrid else ""
     return (
         f"hour {report['hours'][-1]}: {report['events'][-1]} events, "
         f"{report['decisions'][-1]}, eval ndcg@10 {report['eval_ndcg@10'][-1]:.4f}, "
-        f"probe ndcg@10 {report['probe_ndcg@10'][-1]:.4f}{trained}\n"
+        f"probe ndcg@10 {report['probe_ndcg@10'][-1]:.4f}{fused}{trained}\n"
     )
 
 

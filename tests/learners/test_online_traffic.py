@@ -164,6 +164,7 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     assert lines[1].startswith("hour 1: ") and "adapter trained in" in lines[1]
     # --ranker: every hour was aggregated and a ranker retrained on its clicks, as beat does
     assert "ranker in" in lines[1] and len(report["ranker_train_s"]) == 2
+    assert f"eval hybrid ndcg@10 {report['eval_hybrid_ndcg@10'][0]:.4f}" in lines[1]
     rankers = ModelVersion.objects.filter(kind="ranker", merchant__slug=SHOP)
     assert rankers.count() == 2
     latest = registry.active("ranker", SHOP)
