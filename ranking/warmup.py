@@ -27,23 +27,40 @@ def enabled() -> bool:
 
 def warm_up() -> dict[str, float]:
     """One search per merchant through the default pipeline; seconds each. A failure is logged
-    and skipped: a worker that cannot warm up still serves, loading on first use as before."""
-    from catalog.models import Merchant, Product
-    from ranking import search
+    and skipped: a worker that cannot warm up still serves, loading on first use as before
+    (gunicorn gives up on a worker whose start raises, so nothing here may)."""
+    from django.db import DatabaseError
 
+    from catalog.models import Merchant
+
+    try:
+        slugs = list(Merchant.objects.order_by("slug").values_list("slug", flat=True))
+    except DatabaseError:
+        log.exception("warm-up skipped: the catalog cannot be read (is the database migrated?)")
+        return {}
     seconds: dict[str, float] = {}
-    for slug in Merchant.objects.order_by("slug").values_list("slug", flat=True):
-        products = Product.objects.filter(merchant__slug=slug, active=True).order_by("pk")
-        title = products.values_list("title", flat=True).first()
-        if not title:
-            continue
+    for slug in slugs:
         started = time.perf_counter()
         try:
-            search(title[:QUERY_CHARS], merchant=slug)
+            searched = _search_once(slug)
         except Exception:
             log.exception("warm-up search for %s failed; its models load on first use", slug)
             continue
-        seconds[slug] = time.perf_counter() - started
+        if searched:
+            seconds[slug] = time.perf_counter() - started
     if seconds:
         log.info("warm: %s", ", ".join(f"{m} {s:.1f} s" for m, s in seconds.items()))
     return seconds
+
+
+def _search_once(merchant: str) -> bool:
+    """Search the merchant's first product title; False when it has no active product."""
+    from catalog.models import Product
+    from ranking import search
+
+    products = Product.objects.filter(merchant__slug=merchant, active=True).order_by("pk")
+    title = products.values_list("title", flat=True).first()
+    if not title:
+        return False
+    search(title[:QUERY_CHARS], merchant=merchant)
+    return True

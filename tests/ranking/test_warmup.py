@@ -36,3 +36,19 @@ def test_warm_up_can_be_turned_off(settings):
     assert warmup.enabled()
     settings.SEARCH_WARM_UP = "0"
     assert not warmup.enabled()
+
+
+def test_a_worker_starts_even_when_the_catalog_cannot_be_read(db, monkeypatch, caplog):
+    """Regression: on a database without tables the warm-up raised while gunicorn loaded the
+    app, so the worker never started (the supervisor's web server reset every connection)."""
+    from django.db import OperationalError
+
+    from catalog.models import Merchant
+
+    def unreadable(*args, **kwargs):
+        raise OperationalError("no such table: catalog_merchant")
+
+    monkeypatch.setattr(Merchant.objects, "order_by", unreadable)
+    with caplog.at_level(logging.ERROR, logger="ranking.warmup"):
+        assert warmup.warm_up() == {}
+    assert "warm-up skipped" in caplog.text
