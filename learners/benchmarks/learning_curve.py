@@ -314,18 +314,18 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
 
 
 def retrain_ranker(hour: datetime, merchant: str) -> float:
-    """The rest of beat's hour: aggregate it, retrain and activate the ranker; its seconds.
+    """The rest of beat's hour, run in process through the same Celery tasks: aggregate it,
+    retrain and activate the ranker; its seconds.
 
     The CTR features are cached per process for minutes (``ranking.features.signals``); the
     web workers of a platform pick the new aggregates up when that cache expires, the
     benchmark at once, so the hour is measured with what it taught."""
-    from learners.aggregates import aggregate_hour
+    from learners import tasks
     from ranking.features import signals
-    from ranking.ranker.train import train_merchant_ranker
 
     started = time.perf_counter()
-    aggregate_hour(hour, merchant)
-    train_merchant_ranker(merchant)
+    tasks.aggregate_hour(hour.isoformat(), merchant)
+    tasks.retrain_ranker(merchant)
     signals.clear()
     return time.perf_counter() - started
 
