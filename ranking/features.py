@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
@@ -42,6 +42,8 @@ INTENT_DEPTH = 10
 CONTENT_WORDS_CACHE = 200_000
 CTR_WINDOW = timedelta(days=30)
 CTR_CACHE_SECONDS = 300.0
+#: Impressions of a query at which its shopper evidence counts half (``ShopperSignals.evidence``).
+EVIDENCE_IMPRESSIONS = 50.0
 
 PATH_FEATURES = [f"{p}_{f}" for p in PATHS for f in ("found", "rr", "score")]
 FEATURES = [
@@ -94,6 +96,31 @@ class Rates:
     ctr: float = 0.0
     coec: float = 0.0
     purchase_rate: float = 0.0
+
+
+@dataclass(frozen=True)
+class ShopperSignals:
+    """What shoppers did over the window: smoothed rates per (normalised query, sku) and per
+    sku, and how many impressions each normalised query had."""
+
+    pairs: dict[tuple[str, str], Rates] = field(default_factory=dict)
+    skus: dict[str, Rates] = field(default_factory=dict)
+    query_impressions: dict[str, int] = field(default_factory=dict)
+
+    def evidence(self, query: str) -> float:
+        """How far the click and purchase heads may correct this query's results, in [0, 1):
+        ``impressions / (impressions + EVIDENCE_IMPRESSIONS)``, 0 for a never-shown query.
+
+        Why: the event heads learn from the queries shoppers searched, and on a query nobody
+        searched they only extrapolate from catalog features (popularity, rank, sku CTR). In
+        the learning curve that extrapolation cost never-searched queries hybrid NDCG@10
+        (0.9318 -> 0.8965 after the first hour's ranker). Dynamic re-ranking in hosted
+        search engines is likewise applied per query, once the query has enough events.
+        """
+        from learners.aggregates import normalize_query
+
+        shown = self.query_impressions.get(normalize_query(query), 0)
+        return shown / (shown + EVIDENCE_IMPRESSIONS)
 
 
 @lru_cache(maxsize=CONTENT_WORDS_CACHE)
@@ -170,39 +197,40 @@ class SignalCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.entries: dict[str, tuple[float, dict, dict]] = {}
+        self.entries: dict[str, tuple[float, ShopperSignals]] = {}
 
-    def rates(self, merchant: str) -> tuple[dict[tuple[str, str], Rates], dict[str, Rates]]:
+    def rates(self, merchant: str) -> ShopperSignals:
         now = time.monotonic()
         with self.lock:
             entry = self.entries.get(merchant)
         if entry is None or now - entry[0] > CTR_CACHE_SECONDS:
-            entry = (now, *load_rates(merchant))
+            entry = (now, load_rates(merchant))
             with self.lock:
                 self.entries[merchant] = entry
-        return entry[1], entry[2]
+        return entry[1]
 
     def clear(self) -> None:
         with self.lock:
             self.entries.clear()
 
 
-def load_rates(
-    merchant: str, now: datetime | None = None
-) -> tuple[dict[tuple[str, str], Rates], dict[str, Rates]]:
-    """({(normalised query, sku): Rates}, {sku: Rates}) over the last ``CTR_WINDOW``."""
+def load_rates(merchant: str, now: datetime | None = None) -> ShopperSignals:
+    """The merchant's shopper signals over the last ``CTR_WINDOW``."""
     from learners.aggregates import SKU, ctr_features
 
     since = (now or datetime.now(UTC)) - CTR_WINDOW
-    pairs = {
-        key: Rates(f.ctr, f.coec, f.purchase_rate)
-        for key, f in ctr_features(merchant, since).items()
-    }
-    skus = {
-        sku: Rates(f.ctr, f.coec, f.purchase_rate)
-        for (_, sku), f in ctr_features(merchant, since, level=SKU).items()
-    }
-    return pairs, skus
+    pair_features = ctr_features(merchant, since)
+    impressions: Counter[str] = Counter()
+    for (query, _), f in pair_features.items():
+        impressions[query] += f.impressions
+    return ShopperSignals(
+        pairs={key: Rates(f.ctr, f.coec, f.purchase_rate) for key, f in pair_features.items()},
+        skus={
+            sku: Rates(f.ctr, f.coec, f.purchase_rate)
+            for (_, sku), f in ctr_features(merchant, since, level=SKU).items()
+        },
+        query_impressions=dict(impressions),
+    )
 
 
 signals = SignalCache()
@@ -265,7 +293,7 @@ def candidate_features(
     query: str,
     results: dict[str, RecallResult],
     products: dict[int, ProductInfo],
-    rates: tuple[dict[tuple[str, str], Rates], dict[str, Rates]] = ({}, {}),
+    shoppers: ShopperSignals | None = None,
 ) -> tuple[list[int], np.ndarray]:
     """(candidate ids, feature matrix in ``FEATURES`` order) for the union of ``results``.
 
@@ -280,16 +308,18 @@ def candidate_features(
     prices = [products[i].price for i in ids if products[i].price > 0]
     max_pop = max(pops, default=0.0)
     median_price = float(np.median(prices)) if prices else 0.0
-    pair_rates, sku_rates = rates
-    normalised = " ".join(query.lower().split())
+    from learners.aggregates import normalize_query
+
+    shoppers = shoppers or ShopperSignals()
+    normalised = normalize_query(query)
     rows = []
     for pid in ids:
         info = products[pid]
         row: list[float] = []
         for name in PATHS:
             row.extend(per_path[name].get(pid, (0.0, 0.0, 0.0)))
-        pair = pair_rates.get((normalised, info.sku), Rates())
-        sku = sku_rates.get(info.sku, Rates())
+        pair = shoppers.pairs.get((normalised, info.sku), Rates())
+        sku = shoppers.skus.get(info.sku, Rates())
         prefix = info.docid.rsplit("/", 1)[0] if info.docid else ""
         row += [
             sum(per_path[name].get(pid, (0.0,))[0] for name in PATHS),

@@ -122,12 +122,12 @@ def logged_query_groups(
     for r in rows:
         by_query[r["query"]][r["sku"]] = (r["e"], r["c"], r["p"])
     busiest = sorted(by_query, key=lambda q: -sum(v[0] for v in by_query[q].values()))[:limit]
-    rates = load_rates(merchant, now)
+    shoppers = load_rates(merchant, now)
     groups = []
     for query in busiest:
         results = recall_all(paths, query, merchant)
         infos = load_infos([c.product_id for r in results.values() for c in r.candidates])
-        pids, features = candidate_features(query, results, infos, rates)
+        pids, features = candidate_features(query, results, infos, shoppers)
         if not pids:
             continue
         logged = [by_query[query].get(infos[p].sku, (0.0, 0, 0)) for p in pids]

@@ -19,7 +19,7 @@ position 1. Position is never an input feature.
 
 Serving score: a *bounded correction of the recall prior*::
 
-    prior + b_rel·tanh(w_rel·rel) + b_events·tanh(w_click·click + w_purchase·purchase)
+    prior + b_rel·tanh(w_rel·rel) + evidence·b_events·tanh(w_click·click + w_purchase·purchase)
 
 where the prior is the reciprocal rank in the reciprocal-rank-fusion order of the recall paths
 (at training time the BM25 reciprocal rank, ``RankerConfig.prior``) and ``bounds`` caps how far
@@ -27,7 +27,9 @@ each kind of evidence may move a result. Why: relevance labels here are pseudo-l
 structure (no judgments may be used), and an unbounded ranker trained on them alone (ListNet or
 RankNet) fitted them well (held-out pseudo NDCG@10 0.82 vs BM25 0.72) but reordered the BestBuy
 dev set to NDCG@10 0.61-0.73 against BM25's 0.85: what a generated query "means" is not what a
-shopper means. Heads that never saw labels (no events yet) get weight 0.
+shopper means. Heads that never saw labels (no events yet) get weight 0. ``evidence`` (0 for a
+query shoppers never saw, towards 1 with its impressions) keeps the event heads to the queries
+their evidence is about.
 """
 
 from __future__ import annotations
@@ -136,16 +138,18 @@ class FusionRanker:
         return self.net(self._tensor(features)).numpy()
 
     def score(
-        self, features: np.ndarray, prior: np.ndarray | None = None
+        self, features: np.ndarray, prior: np.ndarray | None = None, evidence: float = 1.0
     ) -> tuple[np.ndarray, np.ndarray]:
         """(final scores [n], head logits [n, 3]). ``prior`` replaces the trained recall prior
-        (serving passes the reciprocal rank in the rank-fusion order it corrects)."""
+        (serving passes the reciprocal rank in the rank-fusion order it corrects);
+        ``evidence`` in [0, 1] scales the click and purchase heads' correction (serving passes
+        how much shoppers have seen of this query, ``ShopperSignals.evidence``)."""
         logits = self.heads(features)
         weights = self.weights
         relevance_bound, events_bound = self.config.bounds
-        correction = relevance_bound * np.tanh(logits[:, 0] * weights[0]) + events_bound * np.tanh(
-            logits[:, 1:] @ weights[1:]
-        )
+        correction = relevance_bound * np.tanh(
+            logits[:, 0] * weights[0]
+        ) + evidence * events_bound * np.tanh(logits[:, 1:] @ weights[1:])
         if prior is None:
             prior = recall_prior(features, self.config.prior)
         return prior + correction, logits

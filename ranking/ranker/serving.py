@@ -61,13 +61,13 @@ def rerank(
     infos = catalog_cache.catalog.products.get_many(
         c.product_id for r in window.values() for c in r.candidates
     )
-    pids, features = candidate_features(
-        request.query, window, infos, signals.rates(request.merchant)
-    )
+    shoppers = signals.rates(request.merchant)
+    pids, features = candidate_features(request.query, window, infos, shoppers)
     # the heads correct the rank-fusion order (its weights were measured, see service.py)
     fused_rank = {c.product_id: rank for rank, c in enumerate(fallback, start=1)}
     prior = np.array([1.0 / fused_rank[pid] for pid in pids], dtype=np.float32)
-    final, heads = ranker.score(features, prior)
+    evidence = shoppers.evidence(request.query)
+    final, heads = ranker.score(features, prior, evidence)
     order = [int(i) for i in np.argsort(-final, kind="stable")]
     order = _diversify(order, final, pids, infos, request.merchant)
     found_by = {c.product_id: c.path.split("+") for c in fallback}
@@ -79,7 +79,7 @@ def rerank(
     rest = [c for c in fallback if c.product_id not in seen]
     for rank, candidate in enumerate(rest, start=len(ranked) + 1):
         candidate.rank = rank
-    explain = _explain(pids, features, heads, final, found_by) if debug else {}
+    explain = _explain(pids, features, heads, final, found_by, evidence) if debug else {}
     return Reranked(ranked + rest, version, explain, infos)
 
 
@@ -119,6 +119,7 @@ def _explain(
     heads: np.ndarray,
     final: np.ndarray,
     found_by: dict[int, list[str]],
+    evidence: float,
 ) -> dict[int, dict[str, Any]]:
     return {
         pid: {
@@ -126,6 +127,7 @@ def _explain(
             "features": {n: round(float(v), 4) for n, v in zip(FEATURES, features[i], strict=True)},
             "heads": {h: round(float(v), 4) for h, v in zip(HEADS, heads[i], strict=True)},
             "ranker_score": round(float(final[i]), 4),
+            "event_evidence": round(evidence, 4),
         }
         for i, pid in enumerate(pids)
     }

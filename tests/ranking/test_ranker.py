@@ -137,11 +137,9 @@ def aggregate(
         )
 
 
-def test_ranker_trained_on_event_log_ranks_purchased_items_higher(small_catalog):
-    # both cases match "case"; P2 was always shown first (more examinations) yet never bought,
-    # P1 sat lower and was bought -- also for other case queries
-    before = [r.sku for r in search("case", merchant="phone-shop", pipeline="hybrid").results]
-    assert before[:2] == ["P2", "P1"] or before[:2] == ["P1", "P2"]
+def train_on_cases_bought_as_p1():
+    """Both cases match "case"; P2 was always shown first (more examinations) yet never
+    bought, P1 sat lower and was bought -- for four case queries."""
     for hours_ago, query in enumerate(("case", "cases", "phone case", "protective case"), 1):
         aggregate(
             "P2", hours_ago=hours_ago, query=query, impressions=200, exam=200.0, clicks=30, buys=0
@@ -150,10 +148,17 @@ def test_ranker_trained_on_event_log_ranks_purchased_items_higher(small_catalog)
             "P1", hours_ago=hours_ago, query=query, impressions=200, exam=100.0, clicks=40, buys=25
         )
     version = train_merchant_ranker("phone-shop", RankerConfig(epochs=60), queries=0)
+    rankers.clear()  # serving re-reads the registry every 2 s; don't wait for it
+    return version
+
+
+def test_ranker_trained_on_event_log_ranks_purchased_items_higher(small_catalog):
+    before = [r.sku for r in search("case", merchant="phone-shop", pipeline="hybrid").results]
+    assert before[:2] == ["P2", "P1"] or before[:2] == ["P1", "P2"]
+    version = train_on_cases_bought_as_p1()
     assert version is not None and version.kind == "ranker" and version.status == "active"
     assert registry.active("ranker", "phone-shop") == version
     assert set(version.metrics["trained_heads"]) == {"click", "purchase"}
-    rankers.clear()  # serving re-reads the registry every 2 s; don't wait for it
 
     response = search("case", merchant="phone-shop", pipeline="hybrid", debug=True)
     skus = [r.sku for r in response.results]
@@ -161,6 +166,29 @@ def test_ranker_trained_on_event_log_ranks_purchased_items_higher(small_catalog)
     assert version.name in (response.model_version or "")
     top = response.results[0].debug
     assert top["heads"]["purchase"] > response.results[1].debug["heads"]["purchase"]
+
+
+def test_event_heads_leave_a_query_nobody_searched_in_fused_order(small_catalog):
+    """The heads learnt that P1 sells; a query with no impressions of its own keeps the order
+    the recall paths gave it (regression: hourly rankers reordered never-searched queries)."""
+
+    def unseen():
+        return search("samsung galaxy case", merchant="phone-shop", pipeline="hybrid", debug=True)
+
+    before = [r.sku for r in unseen().results]
+    assert before.index("P2") < before.index("P1")
+    train_on_cases_bought_as_p1()
+
+    after = unseen().results
+    assert [r.sku for r in after] == before
+    # only the (untrained) relevance head may correct it: the score is the fused prior 1/rank
+    assert [r.debug["event_evidence"] for r in after] == [0.0] * len(after)
+    assert [r.debug["ranker_score"] for r in after] == pytest.approx(
+        [1 / rank for rank in range(1, len(after) + 1)], abs=1e-4
+    )
+    searched = search("phone case", merchant="phone-shop", pipeline="hybrid", debug=True)
+    assert searched.results[0].sku == "P1"
+    assert searched.results[0].debug["event_evidence"] == pytest.approx(400 / (400 + 50), abs=1e-4)
 
 
 def test_retrain_task_registers_and_activates_a_ranker(small_catalog):
