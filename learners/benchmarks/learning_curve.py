@@ -13,7 +13,10 @@ the web workers) is measured:
 
 * ``eval_ndcg@10``: the ``generative`` pipeline on the **eval** queries, never used as traffic;
 * ``probe_ndcg@10``: the base's fixed replay probe (forgetting of catalog knowledge);
-* ``eval_hybrid_ndcg@10``: the ``hybrid`` pipeline on the eval queries, when it exists.
+* ``eval_hybrid_ndcg@10``: the ``hybrid`` pipeline on the eval queries, when it exists;
+* ``traffic_hybrid_ndcg@10``: the ``hybrid`` pipeline on the **train** queries, the ones
+  shoppers searched: where query-level click history exists (what the ranker's click and
+  purchase heads may use; they leave never-searched queries alone).
 
 With ``--ranker`` each hour also runs what Celery beat runs after the adapter: the hour's
 aggregates (``aggregate_hour``) and a retrained fusion ranker (``retrain_ranker``'s code), so
@@ -208,7 +211,18 @@ def probe_ndcg(merchant: str, probe: list) -> float:
     return evaluate(qrels, run, K)[f"ndcg@{K}"]
 
 
-def measure(merchant: str, evaluation: dict, qrels: dict, probe: list) -> dict[str, float]:
+#: score name -> the report's series of it (base value under ``base_`` + the same name)
+SERIES = {
+    "eval": "eval_ndcg@10",
+    "probe": "probe_ndcg@10",
+    "hybrid": "eval_hybrid_ndcg@10",
+    "traffic_hybrid": "traffic_hybrid_ndcg@10",
+}
+
+
+def measure(
+    merchant: str, train: dict, evaluation: dict, qrels: dict, probe: list
+) -> dict[str, float]:
     from ranking.service import PIPELINES
 
     scores = {
@@ -217,6 +231,7 @@ def measure(merchant: str, evaluation: dict, qrels: dict, probe: list) -> dict[s
     }
     if "hybrid" in PIPELINES:
         scores["hybrid"] = pipeline_ndcg("hybrid", evaluation, qrels, merchant)
+        scores["traffic_hybrid"] = pipeline_ndcg("hybrid", train, qrels, merchant)
     return scores
 
 
@@ -279,24 +294,20 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "probe_queries": len(probe),
         "sessions_per_hour": options["sessions_per_hour"],
         "hours": [],
-        "eval_ndcg@10": [],
-        "probe_ndcg@10": [],
         "adapter_train_s": [],
         "ranker_train_s": [],
         "events": [],
         "decisions": [],
     }
     with event_pipeline(options.get("bootstrap")) as consumer:
-        base_scores = measure(merchant, evaluation, qrels, probe)
-        report["base_eval_ndcg@10"] = base_scores["eval"]
-        report["base_probe_ndcg@10"] = base_scores["probe"]
+        base_scores = measure(merchant, train, evaluation, qrels, probe)
+        for name, value in base_scores.items():
+            report[f"base_{SERIES[name]}"] = value
+            report[SERIES[name]] = []
         out.write(
             f"base: eval ndcg@10 {base_scores['eval']:.4f}, "
             f"probe ndcg@10 {base_scores['probe']:.4f}\n"
         )
-        if "hybrid" in base_scores:
-            report["base_eval_hybrid_ndcg@10"] = base_scores["hybrid"]
-            report["eval_hybrid_ndcg@10"] = []
         simulator = Simulator(LocalStorefront(), train, qrels, merchant, seed=options["seed"])
         for h in range(hours):
             hour = start + timedelta(hours=h)
@@ -305,7 +316,7 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
             [result] = train_hourly_adapter(hour, merchant, config)
             if report["ranker"]:
                 report["ranker_train_s"].append(retrain_ranker(hour, merchant))
-            scores = measure(merchant, evaluation, qrels, probe)
+            scores = measure(merchant, train, evaluation, qrels, probe)
             _record_hour(report, h + 1, stored, result, scores)
             out.write(_progress_line(report))
     print_table(report, out)
@@ -333,10 +344,8 @@ def retrain_ranker(hour: datetime, merchant: str) -> float:
 def _record_hour(report: dict, hour: int, events: int, result: Any, scores: dict) -> None:
     report["hours"].append(hour)
     report["events"].append(events)
-    report["eval_ndcg@10"].append(scores["eval"])
-    report["probe_ndcg@10"].append(scores["probe"])
-    if "hybrid" in scores:
-        report["eval_hybrid_ndcg@10"].append(scores["hybrid"])
+    for name, value in scores.items():
+        report[SERIES[name]].append(value)
     report["adapter_train_s"].append(result.details.get("train_seconds"))
     report["decisions"].append(result.status)
 
@@ -346,8 +355,12 @@ def _progress_line(report: dict) -> str:
     trained = f", adapter trained in {seconds:.0f} s" if seconds is not None else ""
     if report["ranker_train_s"]:
         trained += f", ranker in {report['ranker_train_s'][-1]:.0f} s"
-    hybrid = report.get("eval_hybrid_ndcg@10")
-    fused = f", eval hybrid ndcg@10 {hybrid[-1]:.4f}" if hybrid else ""
+    fused = ""
+    if report.get("eval_hybrid_ndcg@10"):
+        fused = (
+            f", eval hybrid ndcg@10 {report['eval_hybrid_ndcg@10'][-1]:.4f}"
+            f", traffic hybrid ndcg@10 {report['traffic_hybrid_ndcg@10'][-1]:.4f}"
+        )
     return (
         f"hour {report['hours'][-1]}: {report['events'][-1]} events, "
         f"{report['decisions'][-1]}, eval ndcg@10 {report['eval_ndcg@10'][-1]:.4f}, "
@@ -363,13 +376,12 @@ def print_table(report: dict, out) -> None:
     )
     for column in ("hour", "events", "decision", "train s", "eval ndcg@10", "probe ndcg@10"):
         table.add_column(column, justify="right")
+    series = [SERIES["eval"], SERIES["probe"]]
     if hybrid:
         table.add_column("hybrid ndcg@10", justify="right")
-    base_row = ["base", "", "", "", f"{report['base_eval_ndcg@10']:.4f}"]
-    base_row.append(f"{report['base_probe_ndcg@10']:.4f}")
-    if hybrid:
-        base_row.append(f"{report['base_eval_hybrid_ndcg@10']:.4f}")
-    table.add_row(*base_row)
+        table.add_column("traffic hybrid", justify="right")
+        series += [SERIES["hybrid"], SERIES["traffic_hybrid"]]
+    table.add_row("base", "", "", "", *(f"{report[f'base_{key}']:.4f}" for key in series))
     for i, hour in enumerate(report["hours"]):
         seconds = report["adapter_train_s"][i]
         row = [
@@ -377,11 +389,8 @@ def print_table(report: dict, out) -> None:
             str(report["events"][i]),
             report["decisions"][i],
             "" if seconds is None else f"{seconds:.1f}",
-            f"{report['eval_ndcg@10'][i]:.4f}",
-            f"{report['probe_ndcg@10'][i]:.4f}",
+            *(f"{report[key][i]:.4f}" for key in series),
         ]
-        if hybrid:
-            row.append(f"{report['eval_hybrid_ndcg@10'][i]:.4f}")
         table.add_row(*row)
     Console(file=out, width=120).print(table)
 
@@ -398,6 +407,7 @@ def plot(report: dict, path: Path) -> None:
     series.append(("probe (forgetting)", "probe_ndcg@10", "base_probe_ndcg@10"))
     if "eval_hybrid_ndcg@10" in report:
         series.append(("eval, hybrid", "eval_hybrid_ndcg@10", "base_eval_hybrid_ndcg@10"))
+        series.append(("traffic, hybrid", "traffic_hybrid_ndcg@10", "base_traffic_hybrid_ndcg@10"))
     for label, key, base_key in series:
         ax.plot(hours, [report[base_key], *report[key]], marker="o", label=label)
     ax.set_xlabel("simulated hours of traffic")

@@ -165,6 +165,9 @@ def test_learning_curve_benchmark_end_to_end(live_shop, kafka_broker, tmp_path, 
     # --ranker: every hour was aggregated and a ranker retrained on its clicks, as beat does
     assert "ranker in" in lines[1] and len(report["ranker_train_s"]) == 2
     assert f"eval hybrid ndcg@10 {report['eval_hybrid_ndcg@10'][0]:.4f}" in lines[1]
+    # the hybrid pipeline is also measured on the queries shoppers searched
+    assert len(report["traffic_hybrid_ndcg@10"]) == 2 and "base_traffic_hybrid_ndcg@10" in report
+    assert f"traffic hybrid ndcg@10 {report['traffic_hybrid_ndcg@10'][1]:.4f}" in lines[2]
     rankers = ModelVersion.objects.filter(kind="ranker", merchant__slug=SHOP)
     assert rankers.count() == 2
     latest = registry.active("ranker", SHOP)
