@@ -19,17 +19,18 @@ position 1. Position is never an input feature.
 
 Serving score: a *bounded correction of the recall prior*::
 
-    prior + b_rel·tanh(w_rel·rel) + evidence·b_events·tanh(w_click·click + w_purchase·purchase)
+    base = prior + b_rel·tanh(w_rel·rel)
 
 where the prior is the reciprocal rank in the reciprocal-rank-fusion order of the recall paths
-(at training time the BM25 reciprocal rank, ``RankerConfig.prior``) and ``bounds`` caps how far
-each kind of evidence may move a result. Why: relevance labels here are pseudo-labels from catalog
+(at training time the BM25 reciprocal rank, ``RankerConfig.prior``); then the candidates
+shoppers have seen for the query are re-ordered among their own places by
+``base + evidence·b_events·tanh(z - z̄)``, ``z = w_click·click + w_purchase·purchase`` and
+``z̄`` its mean over them (:func:`rerank_with_evidence`). ``bounds`` caps how far each kind of
+evidence may move a result. Why: relevance labels here are pseudo-labels from catalog
 structure (no judgments may be used), and an unbounded ranker trained on them alone (ListNet or
 RankNet) fitted them well (held-out pseudo NDCG@10 0.82 vs BM25 0.72) but reordered the BestBuy
 dev set to NDCG@10 0.61-0.73 against BM25's 0.85: what a generated query "means" is not what a
-shopper means. Heads that never saw labels (no events yet) get weight 0. ``evidence`` (0 for a
-query shoppers never saw, towards 1 with its impressions) keeps the event heads to the queries
-their evidence is about.
+shopper means. Heads that never saw labels (no events yet) get weight 0.
 """
 
 from __future__ import annotations
@@ -138,21 +139,28 @@ class FusionRanker:
         return self.net(self._tensor(features)).numpy()
 
     def score(
-        self, features: np.ndarray, prior: np.ndarray | None = None, evidence: float = 1.0
+        self,
+        features: np.ndarray,
+        prior: np.ndarray | None = None,
+        evidence: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """(final scores [n], head logits [n, 3]). ``prior`` replaces the trained recall prior
-        (serving passes the reciprocal rank in the rank-fusion order it corrects);
-        ``evidence`` in [0, 1] scales the click and purchase heads' correction (serving passes
-        how much shoppers have seen of this query, ``ShopperSignals.evidence``)."""
+        """(final scores [n], head logits [n, 3]).
+
+        ``prior`` replaces the trained recall prior (serving passes the reciprocal rank in the
+        rank-fusion order it corrects). ``evidence`` [n] in [0, 1]: how much shoppers have seen
+        each candidate for this query (``ShopperSignals.evidence``; None: every candidate, as
+        in the logged training groups) -- see :func:`rerank_with_evidence`.
+        """
         logits = self.heads(features)
         weights = self.weights
         relevance_bound, events_bound = self.config.bounds
-        correction = relevance_bound * np.tanh(
-            logits[:, 0] * weights[0]
-        ) + evidence * events_bound * np.tanh(logits[:, 1:] @ weights[1:])
         if prior is None:
             prior = recall_prior(features, self.config.prior)
-        return prior + correction, logits
+        base = prior + relevance_bound * np.tanh(logits[:, 0] * weights[0])
+        events = logits[:, 1:] @ weights[1:]
+        if evidence is None:
+            evidence = np.ones(len(base), dtype=np.float32)
+        return rerank_with_evidence(base, events, evidence, events_bound), logits
 
     def save(self, directory: Path, metrics: dict | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -179,6 +187,32 @@ class FusionRanker:
         return cls(
             net, np.array(meta["mean"]), np.array(meta["std"]), config, meta["trained_heads"]
         )
+
+
+def rerank_with_evidence(
+    base: np.ndarray, events: np.ndarray, evidence: np.ndarray, bound: float
+) -> np.ndarray:
+    """``base`` scores, with the candidates that have evidence re-ordered among the scores they
+    hold by ``base + evidence·bound·tanh(events - their evidence-weighted mean)``.
+
+    Why only among themselves: the click and purchase heads know a (query, product) pair
+    through its shopper history; for a product never shown for the query they extrapolate
+    from catalog features, and since their logits sit far below zero (few examinations end in
+    a purchase) a never-shown product's extrapolation came out *higher* than that of a
+    relevant product shown low and rarely clicked -- on the learning curve's searched queries
+    that lifted unjudged accessories above the phones asked for (hybrid NDCG@10 0.8848 ->
+    0.8531). Centring on the shown products' mean makes the correction "better or worse than
+    the others shoppers saw"; keeping the slots means a product without evidence keeps its
+    place until shoppers have seen it, and a never-searched query keeps its order.
+    """
+    seen = np.flatnonzero(evidence > 0)
+    if len(seen) < 2:
+        return base
+    centre = np.average(events[seen], weights=evidence[seen])
+    moved = base[seen] + evidence[seen] * bound * np.tanh(events[seen] - centre)
+    final = base.copy()
+    final[seen[np.argsort(-moved, kind="stable")]] = np.sort(base[seen])[::-1]
+    return final
 
 
 # -- training ----------------------------------------------------------------------------------

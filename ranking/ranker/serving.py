@@ -66,7 +66,7 @@ def rerank(
     # the heads correct the rank-fusion order (its weights were measured, see service.py)
     fused_rank = {c.product_id: rank for rank, c in enumerate(fallback, start=1)}
     prior = np.array([1.0 / fused_rank[pid] for pid in pids], dtype=np.float32)
-    evidence = shoppers.evidence(request.query)
+    evidence = shoppers.evidence(request.query, [infos[pid].sku for pid in pids])
     final, heads = ranker.score(features, prior, evidence)
     order = [int(i) for i in np.argsort(-final, kind="stable")]
     order = _diversify(order, final, pids, infos, request.merchant)
@@ -119,7 +119,7 @@ def _explain(
     heads: np.ndarray,
     final: np.ndarray,
     found_by: dict[int, list[str]],
-    evidence: float,
+    evidence: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     return {
         pid: {
@@ -127,7 +127,7 @@ def _explain(
             "features": {n: round(float(v), 4) for n, v in zip(FEATURES, features[i], strict=True)},
             "heads": {h: round(float(v), 4) for h, v in zip(HEADS, heads[i], strict=True)},
             "ranker_score": round(float(final[i]), 4),
-            "event_evidence": round(evidence, 4),
+            "event_evidence": round(float(evidence[i]), 4),
         }
         for i, pid in enumerate(pids)
     }

@@ -19,6 +19,7 @@ from ranking.ranker.model import (
     QueryGroup,
     RankerConfig,
     group_loss,
+    rerank_with_evidence,
     train_ranker,
 )
 from ranking.ranker.serving import rankers
@@ -188,7 +189,25 @@ def test_event_heads_leave_a_query_nobody_searched_in_fused_order(small_catalog)
     )
     searched = search("phone case", merchant="phone-shop", pipeline="hybrid", debug=True)
     assert searched.results[0].sku == "P1"
-    assert searched.results[0].debug["event_evidence"] == pytest.approx(400 / (400 + 50), abs=1e-4)
+    assert searched.results[0].debug["event_evidence"] == pytest.approx(200 / (200 + 50), abs=1e-4)
+
+
+def test_event_heads_reorder_only_what_shoppers_saw_among_its_own_places():
+    """Regression: never-shown products (event logits extrapolated, here the highest) rose
+    above shown ones; now they keep their places and the shown ones swap among theirs."""
+    base = np.array([1.0, 0.5, 0.33, 0.25, 0.2], dtype=np.float32)
+    events = np.array([-4.0, 3.0, -1.0, 5.0, 0.0], dtype=np.float32)
+    evidence = np.array([0.8, 0.0, 0.8, 0.0, 0.8], dtype=np.float32)
+
+    final = rerank_with_evidence(base, events, evidence, bound=1.0)
+
+    order = list(np.argsort(-final, kind="stable"))
+    assert order[1] == 1 and order[3] == 3  # no evidence: same places, same scores
+    assert final[1] == base[1] and final[3] == base[3]
+    assert [order[0], order[2], order[4]] == [4, 2, 0]  # the shown ones, best events first
+    assert sorted(final) == sorted(base)
+    unseen = rerank_with_evidence(base, events, np.zeros(5, np.float32), bound=1.0)
+    np.testing.assert_array_equal(unseen, base)
 
 
 def test_retrain_task_registers_and_activates_a_ranker(small_catalog):
