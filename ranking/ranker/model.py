@@ -24,7 +24,7 @@ Serving score: a *bounded correction of the recall prior*::
 where the prior is the reciprocal rank in the reciprocal-rank-fusion order of the recall paths
 (at training time the BM25 reciprocal rank, ``RankerConfig.prior``); then the candidates
 shoppers have seen for the query are re-ordered among their own places by
-``base + evidence·b_events·tanh(z - z̄)``, ``z = w_click·click + w_purchase·purchase`` and
+``base + evidence·b_events·max(0, tanh(z - z̄))``, ``z = w_click·click + w_purchase·purchase`` and
 ``z̄`` its mean over them (:func:`rerank_with_evidence`). ``bounds`` caps how far each kind of
 evidence may move a result. Why: relevance labels here are pseudo-labels from catalog
 structure (no judgments may be used), and an unbounded ranker trained on them alone (ListNet or
@@ -193,23 +193,30 @@ def rerank_with_evidence(
     base: np.ndarray, events: np.ndarray, evidence: np.ndarray, bound: float
 ) -> np.ndarray:
     """``base`` scores, with the candidates that have evidence re-ordered among the scores they
-    hold by ``base + evidence·bound·tanh(events - their evidence-weighted mean)``.
+    hold by ``base + evidence·bound·max(0, tanh(events - their evidence-weighted mean))``.
 
-    Why only among themselves: the click and purchase heads know a (query, product) pair
-    through its shopper history; for a product never shown for the query they extrapolate
-    from catalog features, and since their logits sit far below zero (few examinations end in
-    a purchase) a never-shown product's extrapolation came out *higher* than that of a
-    relevant product shown low and rarely clicked -- on the learning curve's searched queries
-    that lifted unjudged accessories above the phones asked for (hybrid NDCG@10 0.8848 ->
-    0.8531). Centring on the shown products' mean makes the correction "better or worse than
-    the others shoppers saw"; keeping the slots means a product without evidence keeps its
-    place until shoppers have seen it, and a never-searched query keeps its order.
+    * Only among themselves: the click and purchase heads know a (query, product) pair
+      through its shopper history; for a product never shown for the query they extrapolate
+      from catalog features, and since their logits sit far below zero (few examinations end
+      in a purchase) a never-shown product's extrapolation came out *higher* than that of a
+      relevant product shown low and rarely clicked. So a product without evidence keeps its
+      place until shoppers have seen it, and a never-searched query keeps its order.
+    * Centred on the shown products' mean, and promoting only: a product clicked or bought
+      more than the others shoppers saw moves up; one clicked less stays where it was, because
+      few clicks low on a page are mostly position bias (the propensities that debias the click
+      head only approximate how far down shoppers look).
+
+    Learning curve, searched queries, hybrid NDCG@10 with the hour-6 ranker and aggregates of
+    two runs: no event correction 0.8867 / 0.8869; re-ranking the shown ones both ways 0.8588 /
+    0.8622; promoting only 0.8936 / 0.8924. (Correcting every candidate, as before, ended the
+    first run at 0.8531.)
     """
     seen = np.flatnonzero(evidence > 0)
     if len(seen) < 2:
         return base
     centre = np.average(events[seen], weights=evidence[seen])
-    moved = base[seen] + evidence[seen] * bound * np.tanh(events[seen] - centre)
+    lift = np.maximum(np.tanh(events[seen] - centre), 0.0)
+    moved = base[seen] + evidence[seen] * bound * lift
     final = base.copy()
     final[seen[np.argsort(-moved, kind="stable")]] = np.sort(base[seen])[::-1]
     return final
