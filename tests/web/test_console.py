@@ -602,7 +602,7 @@ def test_quality_shows_what_bench_relevance_just_measured(people, tmp_path):
 
 def test_quality_tables_from_any_result_shape():
     tables, facts = tables_of({"benchmark": "x", "p95_ms": 12.5, "per_path": {"a": {"n": 3}}})
-    assert facts == [("p95_ms", "12.5000")]
+    assert facts == [("p95_ms", "12.5")]
     assert tables[0].columns == ["n"] and tables[0].rows == [("a", ["3"])]
 
 
@@ -624,7 +624,7 @@ def test_quality_shows_a_curve_hour_by_hour():
     assert hourly.title == "hours"
     assert hourly.columns == ["hours", "eval_ndcg@10", "decisions", "adapter_train_s"]
     assert hourly.rows == [
-        ("", ["1", "0.5600", "promoted", "150.2000"]),
+        ("", ["1", "0.5600", "promoted", "150.2"]),
         ("", ["2", "0.5800", "rejected", "—"]),
     ]
     assert ("probe_queries", "1,600") in facts

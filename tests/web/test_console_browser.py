@@ -152,9 +152,22 @@ def add_bench(data_dir, model: str) -> None:
                 "created": "2026-11-25T07:00:00+00:00",
                 "model_version": model,
                 "merchant": "phone-shop",
-                "curve": [
-                    {"hours": h, "ndcg@10": round(v, 4)} for h, v in zip(hours, curve, strict=True)
-                ],
+                "base_eval_ndcg@10": curve[0],
+                # per hour, as bench learning-curve --ranker writes it: a nine-column table
+                "hours": hours[1:],
+                "adapter_train_s": [136.14 + h for h in hours[1:]],
+                "ranker_train_s": [85.6617 + h for h in hours[1:]],
+                "events": [5169 + h for h in hours[1:]],
+                "decisions": ["promoted", "rejected"] * 4,
+                **{
+                    name: [round(v, 4) for v in curve[1:]]
+                    for name in (
+                        "eval_ndcg@10",
+                        "probe_ndcg@10",
+                        "eval_hybrid_ndcg@10",
+                        "traffic_hybrid_ndcg@10",
+                    )
+                },
             }
         )
     )
@@ -297,7 +310,13 @@ def test_merchant_works_in_the_console(
             relevance = page.get_by_test_id("benchmark").filter(has_text="relevance")
             expect(relevance).to_contain_text("hybrid")
             expect(page.locator("img.plot")).to_be_visible()
-            assert page.locator("img.plot").evaluate("img => img.naturalWidth") == 700
+            # decode() waits for the image (reading naturalWidth at once was flaky)
+            plot_width = "img => img.decode().then(() => img.naturalWidth)"
+            assert page.locator("img.plot").evaluate(plot_width) == 700
+            curve = page.get_by_test_id("benchmark").filter(has_text="learning-curve")
+            expect(curve).to_contain_text("traffic hybrid ndcg@10")
+            # regression: the curve's table widened the whole page past the window
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             shot(page, "quality")
 
             nav("Models")

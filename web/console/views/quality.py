@@ -41,6 +41,12 @@ class Table:
     columns: list[str]
     rows: list[tuple[str, list[str]]]
 
+    @property
+    def headings(self) -> list[str]:
+        """Column names a header can wrap ("eval hybrid ndcg@10", not one 19-letter word):
+        a learning curve has nine columns."""
+        return [c.replace("_", " ") for c in self.columns]
+
 
 @dataclass
 class Run:
@@ -103,7 +109,10 @@ def _number(value: Any) -> str:
         return "—"
     if isinstance(value, bool) or not isinstance(value, Number):
         return str(value)
-    return f"{value:.4f}" if isinstance(value, float) else f"{value:,}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    # scores (NDCG, recall) need four places; seconds, milliseconds and QPS one
+    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.4f}"
 
 
 def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]:
