@@ -29,11 +29,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from learners.generative.data import STOPWORDS, category_names, singular, words
 from ranking.recall import RecallResult
+
+if TYPE_CHECKING:
+    from learners.aggregates import CtrFeature
 
 PATHS = ("bm25", "generative", "dense")
 #: How many top hits of each path describe the query's category intent.
@@ -227,7 +231,7 @@ def load_rates(merchant: str, now: datetime | None = None) -> ShopperSignals:
     )
 
 
-def _rates(feature) -> Rates:  # learners.aggregates.CtrFeature
+def _rates(feature: CtrFeature) -> Rates:
     return Rates(feature.ctr, feature.coec, feature.purchase_rate, feature.impressions)
 
 
@@ -297,6 +301,8 @@ def candidate_features(
 
     Candidates whose product is missing from ``products`` (deleted since indexing) are dropped.
     """
+    from learners.aggregates import normalize_query
+
     ids = list(dict.fromkeys(c.product_id for r in results.values() for c in r.candidates))
     ids = [i for i in ids if i in products]
     per_path = {name: _path_features(results.get(name)) for name in PATHS}
@@ -306,8 +312,6 @@ def candidate_features(
     prices = [products[i].price for i in ids if products[i].price > 0]
     max_pop = max(pops, default=0.0)
     median_price = float(np.median(prices)) if prices else 0.0
-    from learners.aggregates import normalize_query
-
     shoppers = shoppers or ShopperSignals()
     normalised = normalize_query(query)
     rows = []
