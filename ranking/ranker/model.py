@@ -207,9 +207,9 @@ def rerank_with_evidence(
       head only approximate how far down shoppers look).
 
     Learning curve, searched queries, hybrid NDCG@10 with the hour-6 ranker and aggregates of
-    two runs: no event correction 0.8867 / 0.8869; re-ranking the shown ones both ways 0.8588 /
-    0.8622; promoting only 0.8936 / 0.8924. (Correcting every candidate, as before, ended the
-    first run at 0.8531.)
+    two runs (an ad hoc comparison; README "Online learning"): no event correction 0.8867 /
+    0.8869; re-ranking the shown ones both ways 0.8588 / 0.8622; promoting only 0.8936 /
+    0.8924. (Correcting every candidate, as before, ended the first run at 0.8531.)
     """
     seen = np.flatnonzero(evidence > 0)
     if len(seen) < 2:
