@@ -202,7 +202,7 @@ def read_intent(query: str, ranked: list[Candidate]) -> tuple[list[Candidate], s
     window = intent.depth()
     if not window:
         return ranked, None
-    infos = catalog_cache.catalog.products.get_many(c.product_id for c in ranked[:window])
+    infos = catalog_cache.catalog.product_rows(c.product_id for c in ranked[:window])
     return intent.read_query(query, ranked, infos, window)
 
 
@@ -216,7 +216,7 @@ def hydrate(
     for its features) plus one query for any candidate they lack."""
     known = products or {}
     missing = [c.product_id for c in candidates if c.product_id not in known]
-    infos = {**known, **catalog_cache.catalog.products.get_many(missing)} if missing else known
+    infos = {**known, **catalog_cache.catalog.product_rows(missing)} if missing else known
     results = []
     for candidate in candidates:
         info = infos.get(candidate.product_id)

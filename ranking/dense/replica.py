@@ -28,13 +28,13 @@ from typing import Protocol
 
 import numpy as np
 
+from ranking import generations
 from ranking.dense.store import (
     CATEGORY,
     MERCHANT,
     VECTOR,
     VectorHit,
     VectorStore,
-    current_generation,
 )
 
 logger = logging.getLogger(__name__)
@@ -212,7 +212,7 @@ class ExactReplica:
 
     def refresh(self) -> None:
         """Load now if never loaded or the collection changed (what the background check does)."""
-        generation = current_generation(self.store.generation_marker)
+        generation = generations.current(self.store.generation_marker)
         if self._snapshot is not None and generation == self._generation:
             return
         snapshot = read_snapshot(self.store)
@@ -223,7 +223,7 @@ class ExactReplica:
         now = time.monotonic()
         if now - self._checked_at >= REFRESH_CHECK_S:
             self._checked_at = now
-            changed = current_generation(self.store.generation_marker) != self._generation
+            changed = generations.current(self.store.generation_marker) != self._generation
             if changed or self._snapshot is None:  # None: a failed first load is retried
                 self._start_refresh()
         return self._snapshot

@@ -17,10 +17,8 @@ category path, so searches filter by merchant and by category subtree.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +28,7 @@ from django.conf import settings
 from pymilvus import DataType, MilvusClient
 
 from learners import conf
+from ranking import generations
 
 VECTOR, MERCHANT, CATEGORY = "vector", "merchant", "category"
 #: Exact (FLAT) search by default: one shop's catalog is small enough and no neighbour is missed.
@@ -90,27 +89,11 @@ def collection_name(version: str) -> str:
     return "dense_" + re.sub(r"[^0-9A-Za-z_]", "_", version)
 
 
-# Generation markers: a token per collection, replaced by every write, so the in-memory replicas
-# of other processes (``ranking.dense.replica``) know when to reload.
-
-
 def generation_marker(collection: str) -> Path:
-    return Path(settings.DATA_DIR) / "vector-generations" / collection
-
-
-def bump_generation(path: Path) -> None:
-    """Tell replicas that the collection changed (atomic replace: never a torn read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    scratch.write_text(uuid.uuid4().hex)
-    os.replace(scratch, path)
-
-
-def current_generation(path: Path) -> str:
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return ""
+    """The collection's generation marker (:mod:`ranking.generations`): replaced by every
+    write, so the in-memory replicas of other processes (``ranking.dense.replica``) know when
+    to reload."""
+    return generations.marker("vector-generations", collection)
 
 
 @dataclass(frozen=True)
@@ -233,4 +216,4 @@ class VectorStore:
 
     def _changed(self) -> None:
         """Every write tells in-memory replicas to reload (``ranking.dense.replica``)."""
-        bump_generation(self.generation_marker)
+        generations.bump(self.generation_marker)

@@ -58,7 +58,7 @@ def rerank(
     window = {
         name: RecallResult(r.candidates[:CANDIDATE_DEPTH], r.total) for name, r in results.items()
     }
-    infos = catalog_cache.catalog.products.get_many(
+    infos = catalog_cache.catalog.product_rows(
         c.product_id for r in window.values() for c in r.candidates
     )
     shoppers = signals.rates(request.merchant)
