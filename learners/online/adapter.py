@@ -197,11 +197,7 @@ def _loop(
     steps = max(config.min_steps, len(batches))
     checkpoints = _checkpoint_steps(steps, config.probe_checkpoints) if guard else set()
     output_ids = torch.tensor(bundle.vocab.token_ids)
-    masks = [
-        distilled_positions(batch.labels, pairs[start : start + config.batch_size], config)
-        for batch, start in zip(batches, range(0, len(pairs), config.batch_size), strict=True)
-    ]
-    targets = teacher_targets(peft_model, bundle, batches, masks, output_ids, config)
+    targets = teacher_targets(peft_model, bundle, batches, output_ids, config)
     peft_model.train()
     started, loss_ema, done, stopped_by_probe = time.perf_counter(), None, 0, False
     for step in range(steps):
@@ -216,7 +212,7 @@ def _loop(
         logits = batch_logits(bundle, batch, output_ids)
         loss = weighted_loss(logits, batch.labels, w)
         if targets:
-            loss = loss + config.distill * distillation_loss(logits, targets[index], masks[index])
+            loss = loss + config.distill * distillation_loss(logits, targets[index], batch.labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -265,34 +261,16 @@ def weighted_loss(
     return (per_example * weights).sum() / weights.sum().clamp(min=1e-9)
 
 
-def distilled_positions(
-    labels: torch.Tensor, pairs: Sequence[Pair], config: OnlineConfig
-) -> torch.Tensor:
-    """The labelled positions of a batch that distillation covers: all of them, or only the
-    replayed pairs' (``config.distill_scope``).
-
-    Why "replay": on the hour's own queries the KL term pulls towards what the teacher decoded
-    *before* the shoppers showed otherwise, against the very update the hour is for; on the
-    replayed base and earlier-hour queries it is what protects the rest of the catalog.
-    """
-    labelled = labels != -100
-    if config.distill_scope == "all":
-        return labelled
-    replayed = torch.tensor([p.replayed for p in pairs], dtype=torch.bool)
-    return labelled & replayed[:, None]
-
-
 def teacher_targets(
     peft_model: PeftModel,
     bundle: GenerativeModel,
     batches: Sequence[Any],
-    masks: Sequence[torch.Tensor],
     output_ids: torch.Tensor,
     config: OnlineConfig,
 ) -> list[torch.Tensor]:
     """The distillation target of every batch: the teacher's docid log-probabilities at the
-    batch's distilled positions (``masks``, from :func:`distilled_positions`; [positions,
-    docid classes]), computed once before training starts.
+    batch's labelled positions ([labelled positions, docid classes]), computed once before
+    training starts.
 
     ``config.distill_teacher`` picks the teacher: ``"base"`` (the LoRA layers switched off) or
     ``"serving"`` (the model as the hour starts, i.e. with the adapter it continues from; the
@@ -305,28 +283,25 @@ def teacher_targets(
     peft_model.eval()
     with torch.no_grad(), off:
         return [
-            batch_logits(bundle, batch, output_ids).log_softmax(-1)[mask]
-            for batch, mask in zip(batches, masks, strict=True)
+            batch_logits(bundle, batch, output_ids).log_softmax(-1)[batch.labels != -100]
+            for batch in batches
         ]
 
 
 def distillation_loss(
-    logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
+    logits: torch.Tensor, target: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """KL(teacher || adapted) of the next-docid-token distributions, per distilled position
-    (``mask``); ``target`` is the teacher's log-probabilities at those positions
-    (:func:`teacher_targets`).
+    """KL(teacher || adapted) of the next-docid-token distributions, per labelled position;
+    ``target`` is the teacher's log-probabilities at those positions (:func:`teacher_targets`).
 
     Why: the gate bounds forgetting *relative to the base*, and replayed hard labels only
     protect the one docid each replayed query names; the teacher's whole distribution carries
     its ranking of every docid, which is what probe recall@10 measures (Learning without
     Forgetting, Li & Hoiem 2016).
     """
-    if not len(target):
-        return logits.new_zeros(())
-    student = logits.log_softmax(-1)[mask]
+    student = logits.log_softmax(-1)[labels != -100]
     kl = F.kl_div(student, target, log_target=True, reduction="sum")
-    return kl / len(target)
+    return kl / max(len(target), 1)
 
 
 def load_adapted(base_dir: Path, adapter_dir: Path | None) -> GenerativeModel:

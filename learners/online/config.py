@@ -27,8 +27,6 @@ ONLINE_DISTILL                  1.0      weight of the KL term that keeps the ad
                                          input (Learning without Forgetting; 0: off)
 ONLINE_DISTILL_TEACHER          base     the distillation target: "base" (the base model) or
                                          "serving" (the adapter the hour continues from)
-ONLINE_DISTILL_SCOPE            all      the inputs distilled on: "all" of the training mix, or
-                                         only the "replay"ed pairs (not the hour's own queries)
 ONLINE_BATCH_SIZE               64
 ONLINE_THREADS                  1        torch threads (1 is faster on a shared CPU)
 ONLINE_PROBE_SIZE               1600     fixed probe queries per base model
@@ -47,8 +45,6 @@ from learners import conf
 #: What distillation pulls an adapter towards: the base model, or the serving adapter the hour
 #: continues from (see learners/online/adapter.py).
 DISTILL_TEACHERS = ("base", "serving")
-#: Which training inputs distillation covers (see learners/online/adapter.py).
-DISTILL_SCOPES = ("all", "replay")
 
 
 @dataclass(frozen=True)
@@ -81,8 +77,6 @@ class OnlineConfig:
     distill: float = 1.0
     #: "base" or "serving" (DISTILL_TEACHERS); seed 1, 6 h: +7.6% / +4.5%
     distill_teacher: str = "base"
-    #: "all" or "replay" (DISTILL_SCOPES)
-    distill_scope: str = "all"
     batch_size: int = 64
     threads: int = 1
     #: 1 point of probe recall is probe_size/100 queries: with 400, 4 queries -- about the churn
@@ -100,12 +94,11 @@ class OnlineConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name, value, allowed in (
-            ("ONLINE_DISTILL_TEACHER", self.distill_teacher, DISTILL_TEACHERS),
-            ("ONLINE_DISTILL_SCOPE", self.distill_scope, DISTILL_SCOPES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+        if self.distill_teacher not in DISTILL_TEACHERS:
+            raise ValueError(
+                f"ONLINE_DISTILL_TEACHER must be one of {', '.join(DISTILL_TEACHERS)}, "
+                f"not {self.distill_teacher!r}"
+            )
 
     @classmethod
     def from_settings(cls, **overrides: object) -> OnlineConfig:

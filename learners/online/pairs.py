@@ -47,9 +47,6 @@ class Pair:
     weight: float = 1.0
     #: train only the docid prefix (ambiguous base pseudo-queries, see generative.data)
     prefix_only: bool = False
-    #: drawn from the replay buffer into a training mix (what ``ONLINE_DISTILL_SCOPE=replay``
-    #: distils on)
-    replayed: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

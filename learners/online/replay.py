@@ -24,7 +24,6 @@ import os
 import random
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from learners.generative.data import AMBIGUOUS_KINDS, DataConfig, ProductDoc, TrainingData
@@ -171,8 +170,7 @@ def training_mix(
     mixed = _unit_mean(list(new)) * repeats
     if buffer is not None and fraction > 0:
         n_replay = round(len(mixed) * fraction / (1.0 - fraction))
-        replayed = buffer.sample(n_replay, rng, base_share)
-        mixed += _unit_mean([replace(p, replayed=True) for p in replayed])
+        mixed += _unit_mean(buffer.sample(n_replay, rng, base_share))
     rng.shuffle(mixed)
     return mixed
 
@@ -181,7 +179,7 @@ def _unit_mean(pairs: list[Pair]) -> list[Pair]:
     if not pairs:
         return []
     mean = sum(p.weight for p in pairs) / len(pairs)
-    return [replace(p, weight=p.weight / mean) for p in pairs]
+    return [Pair(p.query, p.docid, p.weight / mean, p.prefix_only) for p in pairs]
 
 
 def _probe(data: TrainingData, exclude: set[str], size: int, seed: int) -> list[Pair]:

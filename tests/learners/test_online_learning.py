@@ -31,7 +31,6 @@ from learners.online.adapter import (
     ADAPTER_WEIGHTS,
     attach,
     batch_logits,
-    distilled_positions,
     load_adapted,
     teacher_targets,
     train_adapter,
@@ -233,7 +232,6 @@ def test_training_mix_is_80_20_in_count_and_in_weight(shop):
     replayed = [p for p in mix if not p.query.startswith("new ")]
     assert (len(fresh), len(replayed)) == (80, 20)
     assert sum(p.weight for p in fresh) == pytest.approx(4 * sum(p.weight for p in replayed))
-    assert all(p.replayed for p in replayed) and not any(p.replayed for p in fresh)
     alone = training_mix(new, None, fraction=0.2, base_share=0.5, epochs=1, rng=random.Random(0))
     assert sorted(p.query for p in alone) == sorted(p.query for p in new)
 
@@ -315,9 +313,6 @@ def test_replay_reduces_forgetting_on_a_toy_setup(hijacked_hour):
     forgetful = hijacked_hour("forgetful", replay_fraction=0.0, distill=0.0)
     assert base - forgetful > 0.1  # the toy setup does forget
     assert replayed - forgetful > 0.2, (base, replayed, forgetful)  # measured: 1.0 vs 0.47
-    # distilling on the replayed pairs only (batches without any train on the labels alone)
-    scoped = hijacked_hour("scoped", distill_scope="replay")
-    assert scoped - forgetful > 0.2, (scoped, forgetful)
 
 
 def test_distillation_to_the_base_reduces_forgetting_on_a_toy_setup(hijacked_hour):
@@ -326,17 +321,6 @@ def test_distillation_to_the_base_reduces_forgetting_on_a_toy_setup(hijacked_hou
     forgetful = hijacked_hour("forgetful", replay_fraction=0.0, distill=0.0)
     distilled = hijacked_hour("distilled", replay_fraction=0.0, distill=1.0)
     assert distilled - forgetful > 0.1, (distilled, forgetful)  # measured: 0.84 vs 0.47
-
-
-def test_distillation_covers_only_the_replayed_pairs_when_scoped_to_replay():
-    labels = torch.tensor([[4, 5, -100], [6, -100, -100], [7, 8, 9]])
-    pairs = [Pair("gift for dad", "a/b"), Pair("case", "c/d", replayed=True), Pair("x", "e/f")]
-    everywhere = distilled_positions(labels, pairs, OnlineConfig())
-    assert everywhere.tolist() == (labels != -100).tolist()
-    replay_only = distilled_positions(labels, pairs, OnlineConfig(distill_scope="replay"))
-    assert replay_only.tolist() == [[False] * 3, [True, False, False], [False] * 3]
-    with pytest.raises(ValueError, match="ONLINE_DISTILL_SCOPE"):
-        OnlineConfig(distill_scope="new")
 
 
 def test_the_distillation_teacher_is_the_base_or_the_adapter_the_hour_continues_from(
@@ -354,8 +338,7 @@ def test_the_distillation_teacher_is_the_base_or_the_adapter_the_hour_continues_
         model = attach(bundle, previous, config)
         batch = collate(examples, bundle)
         output_ids = torch.tensor(bundle.vocab.token_ids)
-        labelled = batch.labels != -100
-        return teacher_targets(model, bundle, [batch], [labelled], output_ids, config)[0]
+        return teacher_targets(model, bundle, [batch], output_ids, config)[0]
 
     def plain(adapter: Path | None) -> torch.Tensor:
         """Log-probabilities at the labelled positions of the base or the merged adapter."""
