@@ -23,6 +23,7 @@ model decodes correctly without merging.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,10 +259,23 @@ def _linear(module: nn.Module) -> Layer:
 
 
 def _norm(module: nn.Module) -> Layer:
-    """T5's RMS layer norm as one fused ``F.rms_norm`` (five tensor ops in transformers)."""
+    """T5's RMS layer norm, ``x · w / sqrt(mean(x²) + eps)``, as ``x · (w·√d) / hypot(‖x‖,
+    √(d·eps))``: the same value (hypot(‖x‖, √(d·eps))² = d·(mean(x²) + eps)) in three fused
+    kernels that take a third to a half of ``F.rms_norm``'s time on a 10 × 128 batch of beams
+    (which runs its five steps one by one); ~40 norms per decoded query made it the decoder's
+    second cost after the projections. ``weight`` is read at each call, so a model being
+    trained stays live."""
     weight, eps = module.weight, module.variance_epsilon
-    shape = (weight.shape[0],)
-    return lambda x: F.rms_norm(x, shape, weight, eps)
+    d = weight.shape[0]
+    floor = torch.tensor(math.sqrt(d * eps))
+    root_d = math.sqrt(d)
+    return lambda x: (
+        x
+        * (
+            (weight * root_d)
+            / torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), floor)
+        )
+    )
 
 
 class _LeanBlock:
@@ -354,11 +368,12 @@ def _select(
 ) -> tuple[_Beams, torch.Tensor]:
     """Expand every beam, move complete docids to ``finished``, keep the best ``beam`` live."""
     total = (beams.scores[:, None] + logp).view(-1)
-    n_valid = int(torch.isfinite(total).sum())
-    top = total.topk(min(2 * beam, n_valid))
+    top = total.topk(min(2 * beam, total.numel()))
     width = logp.shape[1]
     nodes, paths, scores, keep = [], [], [], []
     for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+        if score == NEG_INF:  # fewer valid continuations than 2·beam: the rest are masked
+            break
         b, cls_id = divmod(flat, width)
         path = [*beams.paths[b], cls_id]
         if cls_id == trie.vocab.eos:
