@@ -22,8 +22,9 @@ Freshness:
 
 The caches start over *all at once* rather than expiring row by row: with a per-row age, rows
 loaded at different moments expired at different moments, and under steady traffic nearly
-every search found a few and paid a query for them (measured with a 5 s age: 1.35 product
-queries per hybrid search, ~13% of its CPU time).
+every search found a few and paid a query for them (with a 5 s age, a profile of hybrid
+searches showed 1.35 product queries per search and 12-14% of their time; README "Hybrid
+retrieval").
 
 Memory is bounded by ``MAX_ENTRIES`` products; past it the cache starts over (a rare, cheap
 event compared to an LRU's bookkeeping on every read).
