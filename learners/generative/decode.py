@@ -236,13 +236,14 @@ class LeanT5:
         )
         if kv is not None:
             k, v = torch.cat([kv[0], k], dim=2), torch.cat([kv[1], v], dim=2)
-        weights = (q @ k.transpose(-1, -2) + bias).softmax(-1)
-        return h + block.self_o(self._merge(weights @ v)), (k, v)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=1.0)
+        return h + block.self_o(self._merge(attended)), (k, v)
 
     def _cross_attention(self, block: _LeanBlock, h, kv):
+        """The encoder's one row of keys/values broadcasts over the beams."""
         q = self._heads(block.cross_q(block.cross_norm(h)))
-        weights = (q @ kv[0].transpose(-1, -2)).softmax(-1)
-        return h + block.cross_o(self._merge(weights @ kv[1]))
+        attended = F.scaled_dot_product_attention(q, kv[0], kv[1], scale=1.0)
+        return h + block.cross_o(self._merge(attended))
 
 
 Layer = Callable[[torch.Tensor], torch.Tensor]
@@ -333,7 +334,8 @@ def beam_search(
         feed = _advance_forced(trie, beams)
         logits, cache = lean.step(feed, None, cross, first=True)
         while True:
-            logp = (logits + trie.masks[[trie.row[n] for n in beams.nodes]]).log_softmax(-1)
+            rows = torch.tensor([trie.row[n] for n in beams.nodes])
+            logp = (logits + trie.masks.index_select(0, rows)).log_softmax(-1)
             beams, keep = _select(trie, beams, logp, beam, finished)
             if not beams.nodes or _settled(finished, beams, beam):
                 break
