@@ -34,8 +34,12 @@ HardNegatives = Callable[[str], list[int]]
 
 @dataclass(frozen=True)
 class DenseTrainConfig:
-    epochs: int = 12
-    minutes: float = 5.0
+    #: Each epoch draws fresh pseudo-queries (``TrainingData.epoch``), so later epochs still see
+    #: new wordings. On the BestBuy dev set a 72-epoch encoder (constant learning rate, ~7 s an
+    #: epoch on one thread) lifted hybrid NDCG@10 from 0.9083 to 0.9115-0.9119 over a
+    #: 12-epoch one, across three ranker seeds; 36 epochs gave 0.9110.
+    epochs: int = 72
+    minutes: float = 10.0
     batch_size: int = 256
     lr: float = 3e-3
     temperature: float = 0.05

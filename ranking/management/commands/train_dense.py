@@ -24,9 +24,17 @@ class Command(TrainingCommand):
 
     def add_model_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--minutes", type=float, default=5.0, help="training time budget per merchant (5)"
+            "--minutes",
+            type=float,
+            default=DenseTrainConfig.minutes,
+            help="training time budget per merchant (%(default)s)",
         )
-        parser.add_argument("--epochs", type=int, default=12, help="at most this many epochs (12)")
+        parser.add_argument(
+            "--epochs",
+            type=int,
+            default=DenseTrainConfig.epochs,
+            help="at most this many epochs (%(default)s)",
+        )
         parser.add_argument(
             "--no-hard-negatives",
             action="store_true",
