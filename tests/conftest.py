@@ -11,15 +11,23 @@ from catalog.models import Category, Merchant, Product
 
 @pytest.fixture(autouse=True)
 def isolated_data_dir(settings, tmp_path):
+    """Per-process caches and clients are bound to a data directory, so each test starts and
+    ends with none: the inverted index, catalog rows, dense serving state and Milvus Lite
+    clients (an open one would be stopped at interpreter exit, after pytest closed its log)."""
     settings.DATA_DIR = tmp_path
     settings.SEARCH_INDEX_DIR = tmp_path / "index"
     from ranking import catalog_cache, inverted
+    from ranking.dense.recall import reset_serving
+    from ranking.dense.store import reset_clients
 
     inverted.reset_cache()
     catalog_cache.catalog.clear()
+    reset_serving()
     yield tmp_path
     inverted.reset_cache()
     catalog_cache.catalog.clear()
+    reset_serving()
+    reset_clients()
 
 
 def make_category(merchant: Merchant, names: list[str]) -> Category:

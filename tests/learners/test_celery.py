@@ -32,16 +32,24 @@ def test_beat_runs_hourly_and_monthly():
     assert monthly["schedule"].day_of_month == {1}
 
 
-def test_monthly_rebuild_assigns_missing_docids(small_catalog, settings):
+def test_monthly_rebuild_assigns_missing_docids_and_retrains_the_encoder(small_catalog, settings):
     from catalog.models import Docid, Product
+    from learners import registry
 
     settings.GENERATIVE_TRAIN_MINUTES = 0.02  # it retrains base models: keep that short here
+    settings.DENSE_TRAIN_MINUTES = 0.02  # and the dense encoder
     phones = small_catalog["phones"]
     Product.objects.create(merchant=phones, sku="P5", title="Pixel 8 case", price="9.99")
     result = monthly_rebuild()
     assert result["assigned"][phones.slug] == 1
     assert Docid.objects.filter(product__sku="P5").exists()
-    assert monthly_rebuild()["assigned"][phones.slug] == 0  # nothing missing any more
+    encoder = registry.active("encoder", phones.slug)
+    assert encoder is not None and result["encoders"][phones.slug] == encoder.name
+
+    again = monthly_rebuild()
+    assert again["assigned"][phones.slug] == 0  # nothing missing any more
+    assert again["encoders"][phones.slug] != encoder.name  # a new encoder every month
+    assert registry.active("encoder", phones.slug).name == again["encoders"][phones.slug]
 
 
 @pytest.mark.integration

@@ -14,22 +14,13 @@ from learners import registry
 from ranking import search
 from ranking.dense import replica as replica_module
 from ranking.dense.encoder import DenseEncoder
-from ranking.dense.recall import reset_serving, serving
+from ranking.dense.recall import serving
 from ranking.dense.replica import ExactReplica
-from ranking.dense.store import VectorStore, filter_expression, reset_clients
+from ranking.dense.store import VectorStore, filter_expression
 from ranking.dense.train import DenseTrainConfig, train_merchant
 from ranking.features import content_words
 
 FAST = DenseTrainConfig(epochs=15, minutes=1.0, batch_size=64)
-
-
-@pytest.fixture(autouse=True)
-def fresh_milvus():
-    """Each test has its own data dir, hence its own Milvus Lite directory: close clients."""
-    reset_serving()
-    yield
-    reset_serving()
-    reset_clients()
 
 
 def unit(rows: np.ndarray) -> np.ndarray:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 
 from ranking import search
-from ranking.dense.recall import reset_serving
-from ranking.dense.store import reset_clients
 from ranking.features import FEATURES, candidate_features, load_products, signals
 from ranking.ranker.model import RankerConfig
 from ranking.ranker.serving import rankers
@@ -19,12 +17,9 @@ from ranking.types import Candidate
 def fresh_caches():
     for cache in (rankers, signals):
         cache.clear()
-    reset_serving()
     yield
     for cache in (rankers, signals):
         cache.clear()
-    reset_serving()
-    reset_clients()
 
 
 def result(path: str, ids_scores: list[tuple[int, float]]) -> RecallResult:
