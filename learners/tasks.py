@@ -103,6 +103,10 @@ def _retrain_encoder(merchant: str) -> str | None:
     from ranking.dense.train import DenseTrainConfig, train_merchant
 
     minutes = conf.get("DENSE_TRAIN_MINUTES", DenseTrainConfig.minutes)
-    version = train_merchant(merchant, DenseTrainConfig(minutes=minutes))
+    try:
+        version = train_merchant(merchant, DenseTrainConfig(minutes=minutes))
+    except Exception:  # e.g. Milvus down: this merchant keeps its encoder, the others go on
+        log.exception("monthly_rebuild: %s encoder not retrained", merchant)
+        return None
     log.info("monthly_rebuild: %s encoder %s", merchant, version.name if version else "skipped")
     return version.name if version else None

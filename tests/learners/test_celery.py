@@ -52,6 +52,26 @@ def test_monthly_rebuild_assigns_missing_docids_and_retrains_the_encoder(small_c
     assert registry.active("encoder", phones.slug).name == again["encoders"][phones.slug]
 
 
+def test_a_failed_encoder_retraining_keeps_the_serving_encoder(
+    small_catalog, settings, monkeypatch
+):
+    from learners import registry
+    from ranking.dense import train
+
+    settings.GENERATIVE_TRAIN_MINUTES = 0.02
+    settings.DENSE_TRAIN_MINUTES = 0.02
+    serving = monthly_rebuild()["encoders"]["phone-shop"]
+
+    def milvus_down(*args, **kwargs):
+        raise ConnectionError("milvus unreachable")
+
+    monkeypatch.setattr(train, "train_merchant", milvus_down)
+    result = monthly_rebuild()
+    assert result["encoders"]["phone-shop"] is None
+    assert "phone-shop" in result["models"]  # the base model was still rebuilt
+    assert registry.active("encoder", "phone-shop").name == serving
+
+
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
 def test_worker_process_runs_aggregate_hour(redis_server, tmp_path):
