@@ -100,14 +100,19 @@ def _retrain_encoder(merchant: str) -> str | None:
     Benchmarks), and the month's new products' words join its vocabulary. Its Milvus collection
     is built before it is activated; the hourly ranker retraining (:45) learns its features
     within the hour."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from learners import conf
     from ranking.dense.train import DenseTrainConfig, train_merchant
 
     minutes = conf.get("DENSE_TRAIN_MINUTES", DenseTrainConfig.minutes)
     try:
         version = train_merchant(merchant, DenseTrainConfig(minutes=minutes))
+    except SoftTimeLimitExceeded:  # an Exception too: the task's time is up, not this merchant's
+        raise
     except Exception:  # e.g. Milvus down: this merchant keeps its encoder, the others go on
         log.exception("monthly_rebuild: %s encoder not retrained", merchant)
         return None
-    log.info("monthly_rebuild: %s encoder %s", merchant, version.name if version else "skipped")
-    return version.name if version else None
+    name = version.name if version else None
+    log.info("monthly_rebuild: %s encoder %s", merchant, name or "skipped (too few products)")
+    return name

@@ -55,21 +55,32 @@ def test_monthly_rebuild_assigns_missing_docids_and_retrains_the_encoder(small_c
 def test_a_failed_encoder_retraining_keeps_the_serving_encoder(
     small_catalog, settings, monkeypatch
 ):
+    from celery.exceptions import SoftTimeLimitExceeded
+
     from learners import registry
     from ranking.dense import train
 
     settings.GENERATIVE_TRAIN_MINUTES = 0.02
     settings.DENSE_TRAIN_MINUTES = 0.02
-    serving = monthly_rebuild()["encoders"]["phone-shop"]
+    slug = small_catalog["phones"].slug
+    serving = monthly_rebuild()["encoders"][slug]
 
-    def milvus_down(*args, **kwargs):
-        raise ConnectionError("milvus unreachable")
+    def fails_with(error: Exception):
+        def train_merchant(*args, **kwargs):
+            raise error
 
-    monkeypatch.setattr(train, "train_merchant", milvus_down)
+        return train_merchant
+
+    monkeypatch.setattr(train, "train_merchant", fails_with(ConnectionError("milvus down")))
     result = monthly_rebuild()
-    assert result["encoders"]["phone-shop"] is None
-    assert "phone-shop" in result["models"]  # the base model was still rebuilt
-    assert registry.active("encoder", "phone-shop").name == serving
+    assert result["encoders"][slug] is None
+    assert slug in result["models"]  # the base model was still rebuilt
+    assert registry.active("encoder", slug).name == serving
+
+    # the task's soft time limit is an Exception too, but it must end the task
+    monkeypatch.setattr(train, "train_merchant", fails_with(SoftTimeLimitExceeded()))
+    with pytest.raises(SoftTimeLimitExceeded):
+        monthly_rebuild()
 
 
 @pytest.mark.integration
