@@ -204,9 +204,9 @@ def probe_ndcg(merchant: str, probe: list) -> float:
         raise ValueError(f"no generative model serves {merchant}")
     retriever = serving.recall.retriever
     qrels = {str(i): {p.docid: 1} for i, p in enumerate(probe)}
+    found = retriever.search_many([p.query for p in probe], k=K)
     run = {
-        str(i): {h.docid: float(K - r) for r, h in enumerate(retriever.search(p.query, k=K))}
-        for i, p in enumerate(probe)
+        str(i): {h.docid: float(K - r) for r, h in enumerate(hits)} for i, hits in enumerate(found)
     }
     return evaluate(qrels, run, K)[f"ndcg@{K}"]
 

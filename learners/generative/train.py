@@ -481,8 +481,8 @@ def evaluate_memorisation(run: _Run, config: TrainConfig) -> dict[str, float]:
     run.bundle.model.eval()
     retriever = GenerativeRetriever(run.bundle)
     top1 = topk = 0
-    for example in sample:
-        hits = retriever.search(example.text, k=config.memorisation_beam)
+    found = retriever.search_many([e.text for e in sample], k=config.memorisation_beam)
+    for example, hits in zip(sample, found, strict=True):
         top1 += bool(hits) and hits[0].docid == example.docid
         topk += any(h.docid == example.docid for h in hits)
     n = max(len(sample), 1)

@@ -52,9 +52,10 @@ def weighted_recall(
 ) -> float | None:
     """Share of the judged weight whose docid is in the top ``k`` of its query (None if empty)."""
     total = hit = 0.0
-    for query, docids in judged.items():
-        found = {h.docid for h in retriever.search(query, k=k)}
-        for docid, weight in docids.items():
+    queries = list(judged)
+    for query, hits in zip(queries, retriever.search_many(queries, k=k), strict=True):
+        found = {h.docid for h in hits}
+        for docid, weight in judged[query].items():
             total += weight
             hit += weight if docid in found else 0.0
     return hit / total if total else None

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 
 from catalog.docids import DocidTrie
+from learners.generative import decode
 from learners.generative.data import (
     AMBIGUOUS_KINDS,
     DataConfig,
@@ -28,10 +29,13 @@ from learners.generative.data import (
 )
 from learners.generative.decode import (
     CompiledTrie,
+    DecodeJob,
     GenerativeRecall,
     GenerativeRetriever,
+    Hit,
     LeanT5,
     beam_search,
+    beam_search_batch,
 )
 from learners.generative.model import (
     GenerativeModel,
@@ -440,6 +444,59 @@ def test_prefix_constrained_decoding_stays_under_the_prefix(paths, pick, beam):
     under = [p for p in paths if p.startswith(f"{prefix}/")]
     assert {h.docid for h in hits} <= set(under)
     assert len(hits) == min(beam, len(under))
+
+
+def assert_same_ranking(got: list[Hit], alone: list[Hit]) -> None:
+    """Equal up to float rounding: same scores, same docids except where two scores tie."""
+    assert len(got) == len(alone)
+    for i, (a, b) in enumerate(zip(got, alone, strict=True)):
+        assert math.isclose(a.score, b.score, abs_tol=1e-4)
+        tied = any(abs(b.score - o.score) < 1e-4 for j, o in enumerate(alone) if j != i)
+        assert a.docid == b.docid or tied
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    paths=st.lists(docid_path, min_size=2, max_size=25, unique=True),
+    jobs=st.lists(
+        st.tuples(
+            st.text(alphabet="abcdefghij klm", max_size=30),  # queries of different lengths
+            st.sets(st.integers(min_value=0, max_value=24), min_size=1, max_size=25),
+            st.integers(min_value=1, max_value=12),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    beam=st.integers(min_value=1, max_value=10),
+)
+def test_a_batched_beam_search_gives_each_query_what_it_gets_alone(paths, jobs, beam):
+    """Queries of different lengths (padding), each in its own trie (a category's subtree,
+    a single docid) and with its own k, decoded together."""
+    bundle = random_bundle(paths, seed=3)
+    lean = LeanT5(bundle.model, bundle.vocab)
+    batch = [
+        DecodeJob(
+            CompiledTrie([paths[i % len(paths)] for i in picks], bundle.vocab),
+            bundle.tokenizer.encode(query).ids or [1],
+            min(k, beam),
+        )
+        for query, picks, k in jobs
+    ]
+    together = beam_search_batch(lean, batch, beam)
+    for job, got in zip(batch, together, strict=True):
+        assert_same_ranking(got, beam_search(lean, job.trie, job.input_ids, beam, job.k))
+
+
+def test_search_many_decodes_in_batches_what_search_finds_one_by_one(monkeypatch):
+    paths = [f"{c}/{d}/{i:04d}" for c in ("a", "b") for d in ("c0", "c1", "x-y") for i in (1, 2)]
+    retriever = GenerativeRetriever(random_bundle(paths, seed=4))
+    queries = ["red case", "blue", "c1 phone charger for the car", "", "a", "red case", "m"]
+    monkeypatch.setattr(decode, "BATCH", 3)  # three batches, the last one short
+    many = retriever.search_many(queries, k=4, beam=6)
+    assert len(many) == len(queries)
+    for query, got in zip(queries, many, strict=True):
+        assert_same_ranking(got, retriever.search(query, k=4, beam=6))
+    assert_same_ranking(many[5], many[0])  # the same query in another batch
 
 
 # --------------------------------------------------------------------------------------------
