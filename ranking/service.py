@@ -21,8 +21,12 @@ from ranking.types import Candidate, FacetCount, SearchResponse, SearchResult
 
 log = logging.getLogger(__name__)
 
-#: How many candidates each recall path proposes before fusion cuts to the requested page.
-RECALL_DEPTH = 200
+#: How many candidates each recall path proposes before fusion cuts to the requested page
+#: (deeper pages ask for more). The ranker scores each path's top 50 (``CANDIDATE_DEPTH``); the
+#: rest follow in RRF order. 200 -> 100 on the BestBuy dev set: hybrid NDCG@10 0.9119 -> 0.9122,
+#: Recall@100 0.8713 -> 0.8708, and a hybrid search's bm25 + dense + fuse stages 1.3-1.5 ms
+#: (~10%) cheaper in process (README "Latency").
+RECALL_DEPTH = 100
 
 #: pipeline name → factory of its recall paths. A single-path pipeline ranks by that path's
 #: own score; later issues add "generative", "dense" and the fused "hybrid" pipeline.
