@@ -12,7 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from catalog.models import Merchant, Product
-from ranking import SearchQueryError, inverted, search
+from ranking import SearchQueryError, inverted, search, service
 
 PHONE = "phone-shop"
 GROCER = "grocer"
@@ -167,6 +167,14 @@ def test_pagination_is_consistent(small_catalog):
     assert page1.total == page2.total == 4
     beyond = search("cell", merchant=PHONE, k=2, offset=4)
     assert beyond.results == [] and beyond.total == 4
+
+
+def test_pages_past_the_recall_depth_ask_the_paths_for_more(small_catalog, monkeypatch):
+    """Each path proposes ``RECALL_DEPTH`` candidates, but a page past them asks for deeper."""
+    everything = skus(search("cell", merchant=PHONE, k=10))
+    monkeypatch.setattr(service, "RECALL_DEPTH", 1)
+    pages = [skus(search("cell", merchant=PHONE, k=1, offset=i)) for i in range(4)]
+    assert [sku for page in pages for sku in page] == everything
 
 
 # --- validation -------------------------------------------------------------------------------
