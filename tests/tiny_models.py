@@ -17,7 +17,7 @@ def tiny_train_config(**overrides) -> TrainConfig:
         "max_minutes": None,
         "max_steps": 150,
         "vocab_size": 400,
-        "memorisation_sample": 20,
+        "memorisation_sample": None,  # every title view
         "progress": False,
         "threads": 1,  # tiny tensors: a second thread only adds synchronisation
     }

@@ -89,7 +89,10 @@ class TrainConfig:
     #: threads vs ~400 with 1 under load (tiny test models: 10x slower), so use 1 on busy hosts
     threads: int = 2
     vocab_size: int = DEFAULT_VOCAB_SIZE
-    memorisation_sample: int = 500
+    #: title views the memorisation check decodes (None: all of them). BestBuy's 24-epoch base
+    #: memorised 90.15% of its 3,291 titles, but samples of 500 read 0.892-0.914 (seeds 0-5),
+    #: either side of the 90% gate; batched decoding checks all of them in ~10 s
+    memorisation_sample: int | None = None
     memorisation_beam: int = 5
     seed: int = 0
     progress: bool = True
@@ -477,7 +480,8 @@ def evaluate_memorisation(run: _Run, config: TrainConfig) -> dict[str, float]:
     from learners.generative.decode import GenerativeRetriever
 
     views = run.data.title_views()
-    sample = random.Random(config.seed).sample(views, min(config.memorisation_sample, len(views)))
+    size = len(views) if config.memorisation_sample is None else config.memorisation_sample
+    sample = random.Random(config.seed).sample(views, min(size, len(views)))
     run.bundle.model.eval()
     retriever = GenerativeRetriever(run.bundle)
     top1 = topk = 0

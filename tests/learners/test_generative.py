@@ -214,6 +214,7 @@ def test_load_products_reads_docids_and_category_names(small_catalog):
 def test_tiny_catalog_memorises_and_retrieves_by_title(trained):
     directory, metadata = trained
     assert metadata["metrics"]["memorisation_exact_match"] >= 0.9
+    assert metadata["metrics"]["memorisation_sample"] == len(tiny_catalog())  # every title
     retriever = GenerativeRetriever.load(directory)
     for product in tiny_catalog()[:8]:
         hits = retriever.search(product.title, k=3)
