@@ -81,7 +81,8 @@ class OnlineConfig:
     threads: int = 1
     #: 1 point of probe recall is probe_size/100 queries: with 400, 4 queries -- about the churn
     #: any update causes (BestBuy, 6 hours: 1 adapter promoted, eval NDCG@10 +0.8%); with 1600,
-    #: 16 (2 promoted, +3.2%, probe checks 20-100 s per hour on a loaded machine)
+    #: 16 (2 promoted, +3.2%, probe checks 20-100 s per hour on a loaded machine; about a fifth
+    #: of that since the probes decode in batches: whole adapter hours take 7-58 s)
     probe_size: int = 1600
     lock_ttl_s: float = 1800.0
     #: held-out recall@1, not @10: by hour 3 the serving model already put the clicked product
