@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 #: (deeper pages ask for more). The ranker scores each path's top 50 (``CANDIDATE_DEPTH``); the
 #: rest follow in RRF order. 200 -> 100 on the BestBuy dev set: hybrid NDCG@10 0.9119 -> 0.9122,
 #: Recall@100 0.8713 -> 0.8708, and a hybrid search's bm25 + dense + fuse stages 1.3-1.5 ms
-#: (~10%) cheaper in process (README "Latency").
+#: (~10%) cheaper in process (README, "Hybrid retrieval" latency notes).
 RECALL_DEPTH = 100
 
 #: pipeline name → factory of its recall paths. A single-path pipeline ranks by that path's

@@ -379,11 +379,13 @@ def beam_search_batch(lean: LeanT5, jobs: Sequence[DecodeJob], beam: int = 10) -
     results: list[list[Hit]] = [[] for _ in jobs]
     decodings: list[_Decoding] = []
     for slot, job in enumerate(jobs):
-        root_tail = job.trie.tail(0) if job.trie.children[0] else None
+        if not job.trie.children[0]:  # no docids: no hits
+            continue
+        root_tail = job.trie.tail(0)
         if root_tail is not None:  # a single docid
             results[slot] = [Hit(job.trie.vocab.decode(root_tail), 0.0)]
-        elif job.trie.children[0]:
-            decodings.append(_Decoding(slot, len(decodings), job.trie, min(job.k, beam)))
+            continue
+        decodings.append(_Decoding(slot, len(decodings), job.trie, min(job.k, beam)))
     if not decodings:
         return results
     with torch.inference_mode():
@@ -461,9 +463,9 @@ def _select_all(
         if beams.nodes and not _settled(d.finished, beams, beam):
             d.beams = beams
             still.append(d)
-            keep.append(rows + offset if offset else rows)
+            keep.append(rows + offset)
         offset += n
-    return still, (keep[0] if len(keep) == 1 else torch.cat(keep)) if keep else torch.empty(0)
+    return still, torch.cat(keep) if keep else torch.empty(0, dtype=torch.long)
 
 
 def _advance_forced(live: list[_Decoding]) -> torch.Tensor:

@@ -91,7 +91,7 @@ class TrainConfig:
     vocab_size: int = DEFAULT_VOCAB_SIZE
     #: title views the memorisation check decodes (None: all of them). BestBuy's 24-epoch base
     #: memorised 90.15% of its 3,291 titles, but samples of 500 read 0.892-0.914 (seeds 0-5),
-    #: either side of the 90% gate; batched decoding checks all of them in ~10 s
+    #: either side of the 90% gate; batched decoding checks all of them in ~13 s (beside other jobs)
     memorisation_sample: int | None = None
     memorisation_beam: int = 5
     seed: int = 0
