@@ -9,9 +9,10 @@ drives T5's own sub-modules directly:
   for that single row and broadcast over the beams;
 * the decoder runs one position per step with a plain tensor self-attention KV cache that is
   re-indexed when beams are re-ranked;
-* logits are computed only over the restricted docid vocabulary and masked to the trie's valid
-  children of each beam's prefix (a precomputed mask row per trie node), then log-softmaxed, so
-  scores are renormalised over valid continuations and **no invalid docid can be produced**;
+* logits are computed only for the docid components that some live beam may continue with
+  (the union of their trie children) and masked to each beam's own valid children (a
+  precomputed mask row per trie node), then log-softmaxed, so scores are renormalised over
+  valid continuations and **no invalid docid can be produced**;
 * stretches where every live beam has exactly one valid continuation (the shared ``cell-phones``
   root, single-child categories) are fed in one multi-token step at log-prob 0 instead of one
   decoder call each, and a beam whose docid is complete and has no longer extensions finishes
@@ -163,7 +164,7 @@ class LeanT5:
         self.start_id = cfg.decoder_start_token_id
         with torch.inference_mode():
             ids = torch.tensor(vocab.token_ids)
-            self.out_weight = (self.embed.weight[ids] * output_scale(model)).T.contiguous()
+            self.out_rows = (self.embed.weight[ids] * output_scale(model)).contiguous()
             self.class_to_embed = ids
             self.self_bias = self._causal_bias()
             self.encoder_bias = self._encoder_bias(MAX_ENCODE_LEN)
@@ -218,8 +219,10 @@ class LeanT5:
         cross: list[tuple[torch.Tensor, torch.Tensor]],
         first: bool = False,
         cross_mask: torch.Tensor | None = None,
+        classes: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        """Feed ``class_ids`` ``[beams, m]`` (output classes); return last-position logits.
+        """Feed ``class_ids`` ``[beams, m]`` (output classes); return last-position logits
+        over ``classes`` (all output classes when None), in that order.
 
         With ``first`` a decoder-start column is prepended (the very first call). ``cross``
         holds one row of keys/values per beam, or one row for all of them (a single query);
@@ -240,7 +243,8 @@ class LeanT5:
             h = self._cross_attention(block, h, cross[i], cross_mask)
             h = block.feed_forward(h)
         h = self.final_norm(h[:, -1])
-        return h @ self.out_weight, new_cache
+        out = self.out_rows if classes is None else self.out_rows.index_select(0, classes)
+        return F.linear(h, out), new_cache
 
     def _self_attention(self, block: _LeanBlock, h, kv, bias):
         x = block.self_norm(h)
@@ -390,20 +394,22 @@ def beam_search_batch(lean: LeanT5, jobs: Sequence[DecodeJob], beam: int = 10) -
         return results
     with torch.inference_mode():
         cross, pad_mask = _encode(lean, [jobs[d.slot].input_ids for d in decodings])
-        live = decodings
+        live, cache = decodings, None
         feed = _advance_forced(live)
-        rows, mask = _cross_rows(cross, pad_mask, live)
-        logits, cache = lean.step(feed, None, rows, first=True, cross_mask=mask)
         while True:
-            logp = (logits + _trie_masks(live)).log_softmax(-1)
-            live, keep = _select_all(live, logp, beam)
+            rows, mask = _cross_rows(cross, pad_mask, live)
+            classes = _valid_classes(live)
+            index = torch.tensor(classes)
+            logits, cache = lean.step(
+                feed, cache, rows, first=cache is None, cross_mask=mask, classes=index
+            )
+            logp = (logits + _trie_masks(live, index)).log_softmax(-1)
+            live, keep = _select_all(live, logp, beam, classes)
             if not live:
                 break
             cache = [(kk[keep], vv[keep]) for kk, vv in cache]
             last = torch.tensor([[path[-1]] for d in live for path in d.beams.paths])
             feed = torch.cat([last, _advance_forced(live)], dim=1)
-            rows, mask = _cross_rows(cross, pad_mask, live)
-            logits, cache = lean.step(feed, cache, rows, cross_mask=mask)
     for d in decodings:
         results[d.slot] = d.hits()
     return results
@@ -440,26 +446,39 @@ def _cross_rows(
     return rows, None if pad_mask is None else pad_mask.index_select(0, owner)
 
 
-def _trie_masks(live: list[_Decoding]) -> torch.Tensor:
-    """Each live beam's mask row: 0 for the valid continuations of its prefix, -inf else."""
+def _valid_classes(live: list[_Decoding]) -> list[int]:
+    """The output classes some live beam may continue with, sorted: the only logits a step
+    needs. Why: the trie allows a handful of the ~1k docid components after any prefix, and
+    the full ``[beams, classes]`` projection with its mask, log-softmax and top-k was a quarter
+    of a decoder step."""
+    valid: set[int] = set()
+    for d in live:
+        for node in d.beams.nodes:
+            valid.update(d.trie.allowed(node))
+    return sorted(valid)
+
+
+def _trie_masks(live: list[_Decoding], classes: torch.Tensor) -> torch.Tensor:
+    """Each live beam's mask over ``classes``: 0 for the valid continuations of its prefix,
+    -inf else."""
     parts = [
-        d.trie.masks.index_select(0, torch.tensor([d.trie.row[n] for n in d.beams.nodes]))
+        d.trie.masks[torch.tensor([d.trie.row[n] for n in d.beams.nodes])[:, None], classes]
         for d in live
     ]
     return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def _select_all(
-    live: list[_Decoding], logp: torch.Tensor, beam: int
+    live: list[_Decoding], logp: torch.Tensor, beam: int, classes: list[int]
 ) -> tuple[list[_Decoding], torch.Tensor]:
-    """Each query's :func:`_select` on its rows of ``logp``: the queries still decoding, and
-    for each of their new beams the batch row it continues."""
+    """Each query's :func:`_select` on its rows of ``logp`` (columns: ``classes``): the
+    queries still decoding, and for each of their new beams the batch row it continues."""
     still: list[_Decoding] = []
     keep: list[torch.Tensor] = []
     offset = 0
     for d in live:
         n = len(d.beams.nodes)
-        beams, rows = _select(d.trie, d.beams, logp[offset : offset + n], beam, d.finished)
+        beams, rows = _select(d, logp[offset : offset + n], beam, classes)
         if beams.nodes and not _settled(d.finished, beams, beam):
             d.beams = beams
             still.append(d)
@@ -486,13 +505,11 @@ def _advance_forced(live: list[_Decoding]) -> torch.Tensor:
 
 
 def _select(
-    trie: CompiledTrie,
-    beams: _Beams,
-    logp: torch.Tensor,
-    beam: int,
-    finished: list[tuple[float, list[int]]],
+    d: _Decoding, logp: torch.Tensor, beam: int, classes: list[int]
 ) -> tuple[_Beams, torch.Tensor]:
-    """Expand every beam, move complete docids to ``finished``, keep the best ``beam`` live."""
+    """Expand every beam of ``d`` (``logp``: its rows, columns ``classes``), move complete
+    docids to its finished ones, keep the best ``beam`` live."""
+    trie, beams = d.trie, d.beams
     total = (beams.scores[:, None] + logp).view(-1)
     top = total.topk(min(2 * beam, total.numel()))
     width = logp.shape[1]
@@ -500,15 +517,16 @@ def _select(
     for score, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
         if score == NEG_INF:  # fewer valid continuations than 2·beam: the rest are masked
             break
-        b, cls_id = divmod(flat, width)
+        b, column = divmod(flat, width)
+        cls_id = classes[column]
         path = [*beams.paths[b], cls_id]
         if cls_id == trie.vocab.eos:
-            finished.append((score, beams.paths[b]))
+            d.finished.append((score, beams.paths[b]))
             continue
         child = trie.children[beams.nodes[b]][cls_id]
         tail = trie.tail(child)
         if tail is not None:
-            finished.append((score, path + tail))
+            d.finished.append((score, path + tail))
         elif len(nodes) < beam:
             nodes.append(child)
             paths.append(path)

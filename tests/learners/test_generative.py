@@ -360,6 +360,9 @@ def test_lean_decoder_matches_the_full_t5_forward():
         for pos in range(2, len(target) - 1):
             logits, cache = lean.step(torch.tensor([[target[pos]]]), cache, cross)
             assert torch.allclose(logits[0], full[pos + 1], atol=1e-4)
+        some = torch.tensor([target[2], 0, target[1]])  # a subset, in any order
+        logits, _ = lean.step(torch.tensor([target[:2]]), None, cross, first=True, classes=some)
+        assert torch.allclose(logits[0], full[2][some], atol=1e-4)
 
 
 def test_lean_decoder_calls_lora_layers_unmerged_as_it_would_the_merged_model():
