@@ -283,16 +283,16 @@ def _norm(module: nn.Module) -> Layer:
     hypot(‖x‖, √(d·eps))``: the same value, since hypot(‖x‖, √(d·eps))² = d·(mean(x²) + eps).
     On a 10 × 128 batch of beams it took 7.6-9.6 µs where ``F.rms_norm`` took 16-21 µs (a
     mean over the last axis alone costs ~6.8 µs, ``vector_norm`` ~2.7 µs); with ~40 norms per
-    decoded query that was the decoder's second cost after the projections. ``weight`` is
-    read at each call, so a model being trained stays live."""
-    weight, eps = module.weight, module.variance_epsilon
-    d = weight.shape[0]
-    floor = torch.tensor(math.sqrt(d * eps))
-    root_d = math.sqrt(d)
+    decoded query that was the decoder's second cost after the projections. ``w·√d`` is taken
+    once, like the output rows: a :class:`LeanT5` is built per evaluation, on fixed weights
+    (the norms are not LoRA targets)."""
+    d = module.weight.shape[0]
+    floor = torch.tensor(math.sqrt(d * module.variance_epsilon))
+    with torch.inference_mode():
+        scale = module.weight.detach() * math.sqrt(d)
 
     def norm(x: torch.Tensor) -> torch.Tensor:
-        length = torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), floor)
-        return x * (weight * root_d / length)
+        return x * (scale / torch.hypot(torch.linalg.vector_norm(x, dim=-1, keepdim=True), floor))
 
     return norm
 
