@@ -448,9 +448,9 @@ def _cross_rows(
 
 def _valid_classes(live: list[_Decoding]) -> list[int]:
     """The output classes some live beam may continue with, sorted: the only logits a step
-    needs. Why: the trie allows a handful of the ~1k docid components after any prefix, and
-    the full ``[beams, classes]`` projection with its mask, log-softmax and top-k was a quarter
-    of a decoder step."""
+    needs. Why: over the BestBuy dev queries the union is 64 of the 1,077 docid components at
+    the median step (111 at most), and the full ``[beams, 1077]`` projection with its mask,
+    log-softmax and top-k was ~10% of decoding in a torch profile."""
     valid: set[int] = set()
     for d in live:
         for node in d.beams.nodes:
