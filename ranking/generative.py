@@ -237,11 +237,22 @@ class GenerativeServingRecall:
         return results[0] if len(results) == 1 else merge_results(results, request.limit)
 
 
-def learned_flag(merchant: str, docid: str | None) -> bool | None:
-    """``SearchResult.learned``: None without a serving model for the merchant, else whether
-    the model knows the product's docid."""
-    serving = load_active(merchant)
-    return None if serving is None else serving.learned(docid)
+def learned_flags() -> Callable[[str, str | None], bool | None]:
+    """``SearchResult.learned`` for one page: ``(merchant, docid)`` -> None without a serving
+    model for the merchant, else whether that model knows the docid.
+
+    The serving models are read once, when the page is built: every result of a response is
+    judged by the same models even if a promotion swaps them mid-page, and the registry's
+    staleness check runs once per page instead of once per result (ten checks were ~4% of a
+    hybrid search's CPU in a profile of ``/api/search``).
+    """
+    models = serving_models()
+
+    def learned(merchant: str, docid: str | None) -> bool | None:
+        serving = models.get(merchant)
+        return None if serving is None else serving.learned(docid)
+
+    return learned
 
 
 def any_active() -> bool:

@@ -221,6 +221,7 @@ def hydrate(
     known = products or {}
     missing = [c.product_id for c in candidates if c.product_id not in known]
     infos = {**known, **catalog_cache.catalog.product_rows(missing)} if missing else known
+    learned = generative.learned_flags()
     results = []
     for candidate in candidates:
         info = infos.get(candidate.product_id)
@@ -240,7 +241,7 @@ def hydrate(
                 score=candidate.score,
                 paths=candidate.path.split("+"),
                 image_url=info.image_url,
-                learned=generative.learned_flag(info.merchant, info.docid or None),
+                learned=learned(info.merchant, info.docid or None),
                 debug={"rank": candidate.rank, "score": candidate.score} if debug else None,
             )
         )

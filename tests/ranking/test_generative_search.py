@@ -125,6 +125,20 @@ def test_product_added_after_training_is_not_learned_but_found_by_bm25(
     assert "P5" not in {r.sku for r in generated.results}
 
 
+def test_learned_flags_judge_a_page_by_the_models_held_when_it_was_built(
+    small_catalog, trained_cache, settings
+):
+    settings.GENERATIVE_RELOAD_SECONDS = 0.0
+    publish_version(trained_cache, "phone-shop")
+    learned = generative.learned_flags()
+    docid = Product.objects.get(sku="P2").docid.path
+    ModelVersion.objects.filter(kind="base").update(status="retired")  # swapped out mid-page
+    assert generative.load_active("phone-shop") is None
+    assert learned("phone-shop", docid) is True and learned("phone-shop", "no/such/docid") is False
+    assert learned("grocer", docid) is None
+    assert generative.learned_flags()("phone-shop", docid) is None  # the next page
+
+
 def test_a_broken_version_falls_back_instead_of_failing(small_catalog, trained_cache):
     good = publish_version(trained_cache, "phone-shop")
     name, path = registry.new_version_dir("adapter", "phone-shop")
