@@ -27,6 +27,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ranking.benchmarks import significance
+
 RUN_DEPTH = 100
 
 
@@ -49,6 +51,18 @@ def add_arguments(parser) -> None:
     )
     parser.add_argument("--merchant", help="merchant slug (default: owner of the judged skus)")
     parser.add_argument("--k", type=int, default=10, help="cut-off shown for NDCG/MRR (10)")
+    parser.add_argument(
+        "--baseline",
+        help="pipeline the others are compared with by a paired bootstrap over the queries "
+        "(default: bm25 when compared, else the first pipeline)",
+    )
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        default=significance.RESAMPLES,
+        help=f"bootstrap resamples of the query set (default {significance.RESAMPLES:,}; "
+        "0 skips the comparison)",
+    )
     parser.add_argument("--json", type=Path, dest="json_out", help="write results here")
 
 
@@ -109,30 +123,51 @@ def run_pipeline(pipeline: str, queries: dict[str, str], merchant: str) -> dict[
 def evaluate(
     qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], k: int = 10
 ) -> dict[str, float]:
-    from ranx import Qrels, Run
-    from ranx import evaluate as ranx_evaluate
-
-    warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
-
-    relevant = {qid: {s: g for s, g in docs.items() if g > 0} for qid, docs in qrels.items()}
-    relevant = {qid: docs for qid, docs in relevant.items() if docs}
-
-    def ranx_scores(a_run: dict[str, dict[str, float]], names: list[str]) -> dict[str, float]:
-        # ranx needs an entry for every judged query; a query with no results scores zero
-        full_run = {qid: a_run.get(qid) or {"__none__": 0.0} for qid in relevant}
-        scores = ranx_evaluate(Qrels(relevant), Run(full_run), names, make_comparable=True)
-        if not isinstance(scores, dict):  # ranx answers one metric with a bare number
-            scores = {names[0]: scores}
-        return {name: float(scores[name]) for name in names}
-
-    result = ranx_scores(run, ranx_metrics(k))
+    relevant = relevant_judgments(qrels)
+    result = ranx_scores(relevant, run, ranx_metrics(k))
     condensed = {
         qid: {sku: score for sku, score in docs.items() if sku in qrels.get(qid, {})}
         for qid, docs in run.items()
     }
-    result[f"condensed_ndcg@{k}"] = ranx_scores(condensed, [f"ndcg@{k}"])[f"ndcg@{k}"]
+    result[f"condensed_ndcg@{k}"] = ranx_scores(relevant, condensed, [f"ndcg@{k}"])[f"ndcg@{k}"]
     result[f"judged@{k}"] = judged_share(qrels, {qid: run.get(qid, {}) for qid in relevant}, k)
     return result
+
+
+def per_query(
+    qrels: dict[str, dict[str, int]], run: dict[str, dict[str, float]], metric: str
+) -> dict[str, float]:
+    """qid -> ``metric`` for every query with a relevant judgment (what the mean averages)."""
+    relevant = relevant_judgments(qrels)
+    return ranx_scores(relevant, run, [metric], per_query=True)[metric]
+
+
+def relevant_judgments(qrels: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+    """The positive judgments of each query that has any: the queries every metric averages."""
+    relevant = {qid: {s: g for s, g in docs.items() if g > 0} for qid, docs in qrels.items()}
+    return {qid: docs for qid, docs in relevant.items() if docs}
+
+
+def ranx_scores(
+    relevant: dict[str, dict[str, int]],
+    run: dict[str, dict[str, float]],
+    names: list[str],
+    *,
+    per_query: bool = False,
+) -> dict[str, Any]:
+    """ranx's mean of each metric (or, with ``per_query``, its qid -> score mapping)."""
+    from ranx import Qrels, Run
+    from ranx import evaluate as ranx_evaluate
+
+    warnings.filterwarnings("ignore", message="unsafe cast from uint64 to int64")
+    # ranx needs an entry for every judged query; a query with no results scores zero
+    ranx_run = Run({qid: run.get(qid) or {"__none__": 0.0} for qid in relevant})
+    scores = ranx_evaluate(Qrels(relevant), ranx_run, names, make_comparable=True)
+    if per_query:
+        return {name: {q: float(v) for q, v in ranx_run.scores[name].items()} for name in names}
+    if not isinstance(scores, dict):  # ranx answers one metric with a bare number
+        scores = {names[0]: scores}
+    return {name: float(scores[name]) for name in names}
 
 
 def judged_share(
@@ -157,18 +192,45 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     merchant = options.get("merchant") or owning_merchant(qrels)
     pipelines = [p.strip() for p in options["pipelines"].split(",") if p.strip()]
     k = options.get("k") or 10
+    baseline = baseline_of(pipelines, options)
 
     results: dict[str, dict[str, float]] = {}
+    scored: dict[str, dict[str, float]] = {}
     for pipeline in pipelines:
-        results[pipeline] = evaluate(qrels, run_pipeline(pipeline, queries, merchant), k)
+        pipeline_run = run_pipeline(pipeline, queries, merchant)
+        results[pipeline] = evaluate(qrels, pipeline_run, k)
+        scored[pipeline] = per_query(qrels, pipeline_run, f"ndcg@{k}")
 
-    report = {
-        "queries": len(queries),
-        "merchant": merchant,
-        "pipelines": results,
-    }
+    report: dict[str, Any] = {"queries": len(queries), "merchant": merchant, "pipelines": results}
+    resamples = options.get("resamples", significance.RESAMPLES)
+    if len(pipelines) > 1 and resamples:
+        report["comparison"] = compare(scored, baseline, resamples, k)
     print_table(report, out, k)
     return report
+
+
+def baseline_of(pipelines: list[str], options: dict[str, Any]) -> str:
+    baseline = options.get("baseline") or ("bm25" if "bm25" in pipelines else pipelines[0])
+    if baseline not in pipelines:
+        raise ValueError(f"--baseline {baseline!r} is not one of --pipelines {pipelines}")
+    return baseline
+
+
+def compare(
+    scored: dict[str, dict[str, float]], baseline: str, resamples: int, k: int
+) -> dict[str, Any]:
+    """Every other pipeline's NDCG@k against ``baseline``'s, query by query (significance)."""
+    return {
+        "metric": f"ndcg@{k}",
+        "baseline": baseline,
+        "resamples": resamples,
+        "confidence": significance.CONFIDENCE,
+        "pipelines": {
+            name: significance.paired_bootstrap(scored[baseline], scores, resamples).as_dict()
+            for name, scores in scored.items()
+            if name != baseline
+        },
+    }
 
 
 def print_table(report: dict[str, Any], out, k: int) -> None:
@@ -180,3 +242,32 @@ def print_table(report: dict[str, Any], out, k: int) -> None:
         table.add_row(pipeline, *(f"{scores[m]:.4f}" for m in metric_names(k)))
     console = Console(file=out, width=140)
     console.print(table)
+    if "comparison" in report:
+        console.print(comparison_table(report["comparison"]))
+
+
+def comparison_table(comparison: dict[str, Any]) -> Table:
+    share = f"{comparison['confidence']:.0%}"
+    table = Table(
+        title=f"{comparison['metric']} against {comparison['baseline']}: paired bootstrap over "
+        f"the queries, {comparison['resamples']:,} resamples, {share} intervals"
+    )
+    for column in (
+        "pipeline",
+        "difference",
+        share,
+        "shortfall closed",
+        share,
+        "better in resamples",
+    ):
+        table.add_column(column, justify="left" if column == "pipeline" else "right")
+    for pipeline, c in comparison["pipelines"].items():
+        table.add_row(
+            pipeline,
+            f"{c['delta']:+.4f}",
+            f"[{c['delta_low']:+.4f}, {c['delta_high']:+.4f}]",
+            f"{c['closed']:.1%}",
+            f"[{c['closed_low']:.1%}, {c['closed_high']:.1%}]",
+            f"{c['better_share']:.1%}",
+        )
+    return table

@@ -218,3 +218,40 @@ def test_each_run_is_kept_in_the_history_for_the_console(small_catalog, bench_di
     assert "verbosity" not in stored["options"]
     assert len(list(history.bench_dir().glob("relevance-*.json"))) == 2
     assert "recorded in" in stdout
+
+
+def test_pipelines_are_compared_with_the_baseline_query_by_query(small_catalog, bench_dir):
+    # no generative model is active, so generative finds nothing and loses on every query
+    queries = write_queries(
+        bench_dir, [{"qid": "q1", "query": "otterbox"}, {"qid": "q2", "query": "speck"}]
+    )
+    qrels = write_qrels(bench_dir, ["q1 0 P1 2", "q2 0 P2 1"])
+    report, stdout = run_bench(
+        queries, qrels, bench_dir / "out.json", "--pipelines", "generative,bm25",
+        "--resamples", "200",
+    )  # fmt: skip
+    comparison = report["comparison"]
+    assert comparison["baseline"] == "bm25" and comparison["resamples"] == 200
+    assert set(comparison["pipelines"]) == {"generative"}
+    generative = comparison["pipelines"]["generative"]
+    assert generative["delta"] == pytest.approx(-report["pipelines"]["bm25"]["ndcg@10"])
+    assert generative["better_share"] == 0.0
+    assert "ndcg@10 against bm25: paired bootstrap" in stdout
+
+
+def test_an_unknown_baseline_is_refused_before_any_search(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "otterbox"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 2"])
+    with pytest.raises(CommandError, match="--baseline 'dense' is not one of"):
+        run_bench(queries, qrels, bench_dir / "out.json", "--baseline", "dense")
+
+
+def test_a_single_pipeline_or_zero_resamples_has_no_comparison(small_catalog, bench_dir):
+    queries = write_queries(bench_dir, [{"qid": "q1", "query": "otterbox"}])
+    qrels = write_qrels(bench_dir, ["q1 0 P1 2"])
+    alone, _ = run_bench(queries, qrels, bench_dir / "a.json")
+    skipped, _ = run_bench(
+        queries, qrels, bench_dir / "b.json", "--pipelines", "bm25,generative",
+        "--resamples", "0",
+    )  # fmt: skip
+    assert "comparison" not in alone and "comparison" not in skipped
