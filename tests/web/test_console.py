@@ -580,6 +580,29 @@ def test_quality_shows_newest_runs_for_this_merchant(people, settings):
     )
 
 
+def test_quality_charts_latency_runs_by_pipeline_and_clients(people, settings):
+    """Regression: two ``bench latency`` runs made the panel fail (500): their ``pipelines``
+    nest one level deeper (pipeline -> clients -> metrics) and the history chart compared
+    dicts."""
+    for day, p50 in ((1, 15.0), (2, 14.0)):
+        write_run(
+            settings.DATA_DIR / "bench",
+            f"latency-2026030{day}T100000Z",
+            {
+                "benchmark": "latency",
+                "created": f"2026-03-0{day}T10:00:00+00:00",
+                "pipelines": {"hybrid": {"1": {"p50_ms": p50}, "16": {"p50_ms": 8 * p50}}},
+                "decode": {"query": "iphone", "p50_ms": 7.0},
+            },
+        )
+    page = client_for(people["alice"]).get(url("quality", "phone-shop"))
+    assert page.status_code == 200
+    [latency] = page.context["benchmarks"]
+    assert latency.tables[0].rows == [("hybrid / 1", ["14.0"]), ("hybrid / 16", ["112.0"])]
+    assert ("decode p50_ms", "7.0000") in latency.facts
+    assert "<svg" in latency.history and "hybrid / 16 p50_ms" in latency.history
+
+
 def test_quality_shows_what_bench_relevance_just_measured(people, tmp_path):
     from io import StringIO
 
@@ -604,6 +627,23 @@ def test_quality_tables_from_any_result_shape():
     tables, facts = tables_of({"benchmark": "x", "p95_ms": 12.5, "per_path": {"a": {"n": 3}}})
     assert facts == [("p95_ms", "12.5")]
     assert tables[0].columns == ["n"] and tables[0].rows == [("a", ["3"])]
+
+
+def test_quality_shows_a_section_of_a_result_under_its_name():
+    comparison = {
+        "baseline": "bm25",
+        "resamples": 10000,
+        "pipelines": {"hybrid": {"delta": 0.06, "closed": 0.407}},
+    }
+    tables, facts = tables_of({"queries": 104, "comparison": comparison})
+    assert [(t.title, t.columns, t.rows) for t in tables] == [
+        ("comparison pipelines", ["delta", "closed"], [("hybrid", ["0.0600", "0.4070"])])
+    ]
+    assert facts == [
+        ("queries", "104"),
+        ("comparison baseline", "bm25"),
+        ("comparison resamples", "10,000"),
+    ]
 
 
 def test_quality_shows_a_curve_hour_by_hour():

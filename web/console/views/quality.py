@@ -7,7 +7,9 @@ its results; a plot is ``<same stem>.png`` beside it (e.g. the learning curve).
 Results are rendered generically: a ``{row: {metric: number}}`` object (``pipelines``), a
 list of ``{column: value}`` objects, or several equally long lists of values (the learning
 curve's ``hours``, ``eval_ndcg@10``, ... one entry per hour) become a table, scalars become
-facts. Runs for another merchant are not shown.
+facts, and any other object is a section rendered the same way under its name (the relevance
+benchmark's ``comparison``: its baseline and resamples, and a table of the other pipelines).
+Runs for another merchant are not shown.
 """
 
 from __future__ import annotations
@@ -123,16 +125,34 @@ def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]
         if key in META_KEYS:
             continue
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
-            columns = list(dict.fromkeys(c for v in value.values() for c in v))
-            rows = [(str(r), [_number(v.get(c, "")) for c in columns]) for r, v in value.items()]
+            flat = metric_rows(value)
+            columns = list(dict.fromkeys(c for v in flat.values() for c in v))
+            rows = [(r, [_number(v.get(c, "")) for c in columns]) for r, v in flat.items()]
             tables.append(Table(key, columns, rows))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             columns = list(dict.fromkeys(c for v in value for c in v))
             rows = [("", [_number(v.get(c, "")) for c in columns]) for v in value]
             tables.append(Table(key, columns, rows))
+        elif isinstance(value, dict) and value:  # a section: its own tables and facts
+            inner_tables, inner_facts = tables_of(value)
+            tables += [Table(f"{key} {t.title}", t.columns, t.rows) for t in inner_tables]
+            facts += [(f"{key} {name}", shown) for name, shown in inner_facts]
         elif isinstance(value, str | Number):
             facts.append((key, _number(value)))
     return tables + column_tables(data), facts
+
+
+def metric_rows(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{row: {metric: value}}``, with a row that nests one more level (the latency
+    benchmark's ``{pipeline: {clients: {metric: value}}}``) split into one row per inner key
+    (``hybrid / 16``)."""
+    flat: dict[str, dict[str, Any]] = {}
+    for name, metrics in rows.items():
+        if metrics and all(isinstance(v, dict) for v in metrics.values()):
+            flat.update({f"{name} / {inner}": values for inner, values in metrics.items()})
+        else:
+            flat[str(name)] = metrics
+    return flat
 
 
 def column_tables(data: dict[str, Any]) -> list[Table]:
@@ -158,24 +178,36 @@ def _plain_list(value: Any) -> bool:
 
 
 def history_chart(runs: list[Run]) -> str:
-    """The first metric of each ``pipelines`` row across the runs, oldest to newest."""
-    runs = [r for r in reversed(runs[:HISTORY_RUNS]) if isinstance(r.data.get("pipelines"), dict)]
-    if len(runs) < 2:
+    """The first numeric metric of each ``pipelines`` row across the runs, oldest to newest."""
+    charted = [
+        (r.created.strftime("%b %d %H:%M"), metric_rows(r.data["pipelines"]))
+        for r in reversed(runs[:HISTORY_RUNS])
+        if isinstance(r.data.get("pipelines"), dict)
+    ]
+    if len(charted) < 2:
         return ""
-    first = next(iter(runs[-1].data["pipelines"].values()), {})
-    metric = next(iter(first), None)
+    newest = next(iter(charted[-1][1].values()), {})
+    metric = next((m for m, v in newest.items() if _plottable(v)), None)
     if metric is None:
         return ""
-    names = list(dict.fromkeys(p for r in runs for p in r.data["pipelines"]))
+    names = list(dict.fromkeys(name for _, table in charted for name in table))
     series = [
         charts.Series(
             f"{name} {metric}",
-            [r.data["pipelines"].get(name, {}).get(metric) for r in runs],
+            [_plottable_or_none(table.get(name, {}).get(metric)) for _, table in charted],
         )
         for name in names
     ]
-    labels = [r.created.strftime("%b %d %H:%M") for r in runs]
+    labels = [label for label, _ in charted]
     return charts.chart(labels, series, fmt=lambda v: f"{v:.3g}", title=f"{metric} over runs")
+
+
+def _plottable(value: Any) -> bool:
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
+def _plottable_or_none(value: Any) -> float | None:
+    return float(value) if _plottable(value) else None
 
 
 def benchmarks(merchant: Merchant) -> list[Benchmark]:
