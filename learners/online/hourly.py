@@ -44,6 +44,7 @@ from learners.models import ModelVersion
 from learners.online import adapter as lora
 from learners.online.config import OnlineConfig
 from learners.online.gate import decide, probe_floor, probe_recall, score
+from learners.online.grounding import GroundingVocabulary, grounded_pairs
 from learners.online.pairs import HourPairs, build_pairs, by_query
 from learners.online.replay import ReplayBuffer, replay_dir, training_mix
 
@@ -210,8 +211,14 @@ def _train_claimed(
     buffer = prepared_buffer(base, config)
     parent = claim.parent if claim.parent and claim.parent.kind == "adapter" else None
     rng = random.Random(f"{config.seed}:{claim.name}")
-    mix = training_mix(
+    grounded = grounded_pairs(
         pairs.train,
+        grounding_vocabulary(base, config),
+        weight=config.grounded_weight,
+        max_weight=config.max_pair_weight,
+    )
+    mix = training_mix(
+        pairs.train + grounded,
         buffer if config.replay_fraction > 0 else None,
         fraction=config.replay_fraction,
         base_share=config.replay_base_share,
@@ -237,7 +244,13 @@ def _train_claimed(
     serving_dir = parent.directory if parent else None
     serving = score(lora.load_adapted(base.directory, serving_dir), holdout, probe, k, probe_k)
     decision = decide(candidate, serving, base_probe, config)
-    metrics = {**claim.metrics, **pairs.summary(), "training": stats, "gate": decision.as_dict()}
+    metrics = {
+        **claim.metrics,
+        **pairs.summary(),
+        "grounded_pairs": len(grounded),
+        "training": stats,
+        "gate": decision.as_dict(),
+    }
     _record(claim, metrics, decision.promote, decision.reason)
     buffer.add_hour(result.hour, pairs.train + pairs.holdout)
     result.status = "promoted" if decision.promote else "rejected"
@@ -256,6 +269,15 @@ def _record(claim: ModelVersion, metrics: dict[str, Any], promote: bool, reason:
         registry.activate(claim)
     else:
         registry.reject(claim, outcome)
+
+
+def grounding_vocabulary(base: ModelVersion, config: OnlineConfig) -> GroundingVocabulary:
+    """The merchant's catalog as it is now: a product added since the base still has words."""
+    from learners.generative.data import load_products
+
+    if config.grounded_weight <= 0:
+        return GroundingVocabulary([])
+    return GroundingVocabulary(load_products(base.merchant.slug), config.grounded_generic_share)
 
 
 def prepared_buffer(base: ModelVersion, config: OnlineConfig) -> ReplayBuffer:

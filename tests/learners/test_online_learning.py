@@ -505,6 +505,30 @@ def test_hourly_job_promotes_records_and_is_idempotent(shop):
     )
 
 
+def test_hourly_job_trains_on_the_grounded_sub_queries_of_the_hours_pairs(shop, monkeypatch):
+    """A click on the Mophie car charger after "mophie car charger gift" also teaches "mophie",
+    "car", "charger" and "mophie car charger" (the words the product holds), never "gift"."""
+    teach({"mophie car charger gift": "P05"}, sessions=4)
+    trained: list[list[Pair]] = []
+    real_train = hourly.lora.train_adapter
+
+    def spy(base_dir, mix, *args, **kwargs):
+        trained.append(list(mix))
+        return real_train(base_dir, mix, *args, **kwargs)
+
+    monkeypatch.setattr(hourly.lora, "train_adapter", spy)
+    # the toy shop has 24 products: a brand is in 4 of them, a product kind in 6
+    config = fast_config(grounded_generic_share=0.3, replay_fraction=0.0)
+    [result] = hourly.train_hourly_adapter(HOUR, SHOP, config)
+    version = ModelVersion.objects.get(name=result.version)
+    assert version.metrics["grounded_pairs"] == 4
+    queries = {p.query for p in trained[0]}
+    assert queries == {"mophie car charger gift", "mophie", "car", "charger", "mophie car charger"}
+    assert {p.docid for p in trained[0]} == {shop["docid"]["P05"]}
+    # the gate still judges only what shoppers did: the held-out slice is not grounded
+    assert version.metrics["holdout_pairs"] == 1
+
+
 def test_hourly_job_is_locked_while_another_worker_trains(shop):
     teach(TAUGHT, sessions=2)
     config = fast_config(lock_ttl_s=600)

@@ -1,0 +1,93 @@
+"""Grounded sub-queries (learners/online/grounding.py): isolated, no database."""
+
+from __future__ import annotations
+
+from learners.generative.data import ProductDoc
+from learners.online.grounding import GroundingVocabulary, grounded_pairs
+from learners.online.pairs import Pair
+
+BRANDS = ["Mophie", "Incipio", "Belkin", "Speck"]
+KINDS = ["Car Charger", "Defender Case", "Power Bank"]
+DEVICES = ["iPhone 7", "Galaxy S8", "Pixel"]
+
+
+def catalog() -> list[ProductDoc]:
+    """36 products: every brand × kind × device; "cell phones" is in every one of them."""
+    products = []
+    for i, (brand, kind, device) in enumerate(
+        (b, k, d) for b in BRANDS for k in KINDS for d in DEVICES
+    ):
+        products.append(
+            ProductDoc(
+                product_id=i,
+                docid=f"cell-phones/{kind.lower().replace(' ', '-')}/c00/{i:04d}",
+                title=f"{brand} - {kind} for {device}",
+                brand=brand,
+                categories=("Cell Phones", f"{kind}s"),
+            )
+        )
+    return products
+
+
+def docid_of(title: str) -> str:
+    return next(p.docid for p in catalog() if p.title == title)
+
+
+# 36 products, share 0.4: a brand (9 products) or a device (12) is distinctive, "cell" (36) not
+VOCABULARY = GroundingVocabulary(catalog(), generic_share=0.4)
+MOPHIE_CHARGER = docid_of("Mophie - Car Charger for Pixel")
+
+
+def test_only_words_the_clicked_product_holds_become_sub_queries():
+    pairs = [Pair("cheap mophie charger pixel", MOPHIE_CHARGER, 2.0)]
+    grounded = grounded_pairs(pairs, VOCABULARY, weight=0.5)
+    assert {(p.query, p.docid, p.weight) for p in grounded} == {
+        ("mophie", MOPHIE_CHARGER, 1.0),
+        ("charger", MOPHIE_CHARGER, 1.0),
+        ("pixel", MOPHIE_CHARGER, 1.0),
+        # "cheap" is not in the product: dropped from the reduced query too
+        ("mophie charger pixel", MOPHIE_CHARGER, 1.0),
+    }
+
+
+def test_words_common_across_the_catalog_and_stopwords_are_never_grounded():
+    pairs = [Pair("mophie cell phone charger for car", MOPHIE_CHARGER)]
+    queries = {p.query for p in grounded_pairs(pairs, VOCABULARY, weight=1.0)}
+    assert queries == {"mophie", "charger", "car", "mophie charger car"}
+    # with a stricter share the brand (in 9 of 36 products) is generic too
+    strict = GroundingVocabulary(catalog(), generic_share=0.2)
+    assert "mophie" not in {p.query for p in grounded_pairs(pairs, strict, weight=1.0)}
+
+
+def test_a_one_word_query_or_a_query_the_product_holds_whole_is_not_reduced():
+    assert grounded_pairs([Pair("mophie", MOPHIE_CHARGER)], VOCABULARY, weight=1.0) == []
+    whole = grounded_pairs([Pair("mophie pixel", MOPHIE_CHARGER)], VOCABULARY, weight=1.0)
+    assert sorted(p.query for p in whole) == ["mophie", "pixel"]
+
+
+def test_a_word_of_another_product_is_not_grounded_on_this_one():
+    pairs = [Pair("incipio charger", MOPHIE_CHARGER)]  # clicked a Mophie after typing Incipio
+    assert [p.query for p in grounded_pairs(pairs, VOCABULARY, weight=1.0)] == ["charger"]
+    assert grounded_pairs(pairs, VOCABULARY, weight=1.0)[0].docid == MOPHIE_CHARGER
+
+
+def test_weights_are_summed_over_the_pairs_that_yield_them_and_capped():
+    pairs = [
+        Pair("mophie charger", MOPHIE_CHARGER, 4.0),
+        Pair("mophie pixel", MOPHIE_CHARGER, 8.0),
+        Pair("mophie car", MOPHIE_CHARGER, 16.0),
+    ]
+    grounded = {p.query: p.weight for p in grounded_pairs(pairs, VOCABULARY, weight=0.5)}
+    assert grounded["charger"] == 2.0 and grounded["pixel"] == 4.0
+    assert grounded["mophie"] == 14.0  # 2 + 4 + 8
+    capped = {p.query: p.weight for p in grounded_pairs(pairs, VOCABULARY, weight=1.0)}
+    assert capped["mophie"] == 16.0  # 28, capped like any pair
+
+
+def test_weight_zero_turns_grounding_off():
+    pairs = [Pair("mophie charger pixel", MOPHIE_CHARGER, 2.0)]
+    assert grounded_pairs(pairs, VOCABULARY, weight=0.0) == []
+
+
+def test_an_unknown_docid_grounds_nothing():
+    assert grounded_pairs([Pair("mophie charger", "x/y/c00/9999")], VOCABULARY, weight=1.0) == []
