@@ -91,3 +91,44 @@ def test_weight_zero_turns_grounding_off():
 
 def test_an_unknown_docid_grounds_nothing():
     assert grounded_pairs([Pair("mophie charger", "x/y/c00/9999")], VOCABULARY, weight=1.0) == []
+
+
+def test_a_sub_query_naming_another_product_type_is_not_grounded():
+    # "battery" is a type of its own here (three batteries), and a modifier in "Battery Case":
+    # a click on the case after "iphone battery cases" must not teach "battery" -> case
+    products = [
+        ProductDoc(0, "c/battery-cases/0000", "Mophie - Battery Case for iPhone 7", "Mophie"),
+        ProductDoc(1, "c/batteries/0001", "Ultralast - Battery for iPhone 7", "Ultralast"),
+        ProductDoc(2, "c/batteries/0002", "Ultralast - Battery for Galaxy S8", "Ultralast"),
+        ProductDoc(3, "c/batteries/0003", "Lenmar - Battery for Pixel", "Lenmar"),
+    ]
+    vocabulary = GroundingVocabulary(products, generic_share=1.0)
+    case, battery = "c/battery-cases/0000", "c/batteries/0001"
+    from_case = grounded_pairs([Pair("mophie iphone battery cases", case)], vocabulary, weight=1)
+    # the reduced query "mophie iphone battery" reads as a battery too
+    assert {p.query for p in from_case} == {"mophie", "iphone"}
+    # the same word grounds where it names the product's own type
+    from_battery = grounded_pairs([Pair("iphone batteries", battery)], vocabulary, weight=1)
+    assert {p.query for p in from_battery} == {"iphone"}
+    from_battery = grounded_pairs([Pair("cheap iphone battery", battery)], vocabulary, weight=1)
+    assert {p.query for p in from_battery} == {"iphone", "battery", "iphone battery"}
+
+
+def test_a_type_needs_several_products_and_a_category_says_what_a_product_is():
+    chargers = ("Wireless Chargers & Cases",)
+    products = [
+        ProductDoc(0, "c/pads/0000", "Belkin - Wireless Charger Pad", "Belkin", chargers),
+        ProductDoc(1, "c/chargers/0001", "Anker - Wall Charger", "Anker"),
+        ProductDoc(2, "c/chargers/0002", "Belkin - Car Charger", "Belkin"),
+        ProductDoc(3, "c/chargers/0003", "Mophie - Charger", "Mophie"),
+        ProductDoc(4, "c/mounts/0004", "Mophie - Charger Mount", "Mophie"),
+        ProductDoc(5, "c/shields/0005", "ZAGG - Screen for Pebble", "ZAGG"),
+    ]
+    vocabulary = GroundingVocabulary(products, generic_share=1.0)
+    # "charger" is a type (three titles end in it): not the mount's, the pad's by its category
+    mount = grounded_pairs([Pair("mophie charger", "c/mounts/0004")], vocabulary, weight=1)
+    assert {p.query for p in mount} == {"mophie"}
+    pad = grounded_pairs([Pair("belkin wireless charger", "c/pads/0000")], vocabulary, weight=1)
+    assert {p.query for p in pad} == {"belkin", "wireless", "charger"}
+    # one title ending in "screen" does not make it a type
+    assert not vocabulary.names_another_type("screen", "c/mounts/0004")
