@@ -21,7 +21,8 @@ Noun compounds are head-final (see :mod:`ranking.intent`): a click on an "Extern
 Case" after "cell phones battery cases" says the case answers "battery cases", not that it
 answers "battery" — alone that word asks for batteries, a type of its own in the catalog. On
 the learning curve's never-searched queries, grounding "battery" to the cases clicked for the
-searched ones had cost the eval query "battery" 0.41 of its NDCG@10.
+searched ones had cost the eval query "battery" 0.41 of its NDCG@10; with this rule the curve
+ended at +5.4% / +4.4% on two seeds against +4.8% / +1.8% (README "Online learning").
 """
 
 from __future__ import annotations
