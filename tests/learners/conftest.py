@@ -95,6 +95,9 @@ def kafka_topics(kafka_broker: LocalBroker, settings) -> Topics:
         "EVENT_CONSUMER_GROUP": f"store-{suffix}",
         "EVENT_CONSUMER_SESSION_TIMEOUT_MS": "3000",
         "EVENT_SPOOL_RETRY_SECONDS": "0.2",
+        # a real broker is up: sends get the production wait for their first metadata fetch
+        # (suites that run offline lower it to fail fast, which a slow CI box can exceed)
+        "EVENT_PRODUCER_MAX_BLOCK_MS": "1000",
     }
     for name, value in values.items():
         setattr(settings, name, value)
