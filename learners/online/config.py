@@ -13,6 +13,9 @@ ONLINE_MAX_PAIR_WEIGHT          16.0     cap, so one runaway query cannot own th
 ONLINE_GROUNDED_WEIGHT          0.5      weight of a pair's grounded sub-queries, relative to
                                          the pair (learners/online/grounding.py; 0: off)
 ONLINE_GROUNDED_GENERIC_SHARE   0.1      words in more of the catalog are never grounded
+ONLINE_ANCHOR_WEIGHT            0.0      weight of a pair's anchored sub-queries (the base's
+                                         answer for the words the product lacks), relative to
+                                         the pair (learners/online/anchors.py; 0: off)
 ONLINE_MAX_PROBE_DROP           1.0      gate: max probe recall@10 drop vs the base (points)
 ONLINE_MIN_GAIN                 0.0      gate: held-out recall@k must beat serving by > this
 ONLINE_LORA_R                   8        LoRA rank
@@ -63,6 +66,7 @@ class OnlineConfig:
     #: (README "Online learning")
     grounded_weight: float = 0.5
     grounded_generic_share: float = 0.1
+    anchor_weight: float = 0.0
     max_probe_drop: float = 1.0
     min_gain: float = 0.0
     lora_r: int = 8

@@ -29,6 +29,7 @@ import os
 import random
 import shutil
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,7 @@ from learners.aggregates import hour_floor
 from learners.generative.decode import GenerativeRetriever
 from learners.models import ModelVersion
 from learners.online import adapter as lora
+from learners.online.anchors import BaseAnswers, anchor_pairs
 from learners.online.config import OnlineConfig
 from learners.online.gate import decide, probe_floor, probe_recall, score
 from learners.online.grounding import GroundingVocabulary, grounded_pairs
@@ -211,14 +213,20 @@ def _train_claimed(
     buffer = prepared_buffer(base, config)
     parent = claim.parent if claim.parent and claim.parent.kind == "adapter" else None
     rng = random.Random(f"{config.seed}:{claim.name}")
+    vocabulary = grounding_vocabulary(base, config)
     grounded = grounded_pairs(
+        pairs.train, vocabulary, weight=config.grounded_weight, max_weight=config.max_pair_weight
+    )
+    anchors = anchor_pairs(
         pairs.train,
-        grounding_vocabulary(base, config),
-        weight=config.grounded_weight,
+        vocabulary,
+        base_answers(base),
+        taught={p.query for p in pairs.train + pairs.holdout + grounded},
+        weight=config.anchor_weight,
         max_weight=config.max_pair_weight,
     )
     mix = training_mix(
-        pairs.train + grounded,
+        pairs.train + grounded + anchors,
         buffer if config.replay_fraction > 0 else None,
         fraction=config.replay_fraction,
         base_share=config.replay_base_share,
@@ -248,6 +256,7 @@ def _train_claimed(
         **claim.metrics,
         **pairs.summary(),
         "grounded_pairs": len(grounded),
+        "anchor_pairs": len(anchors),
         "training": stats,
         "gate": decision.as_dict(),
     }
@@ -269,6 +278,18 @@ def _record(claim: ModelVersion, metrics: dict[str, Any], promote: bool, reason:
         registry.activate(claim)
     else:
         registry.reject(claim, outcome)
+
+
+def base_answers(base: ModelVersion) -> BaseAnswers:
+    """The base model's top docid per query (the anchors' targets), loaded only when asked."""
+
+    def answer(queries: Sequence[str]) -> list[str | None]:
+        if not queries:
+            return []
+        retriever = GenerativeRetriever(lora.load_adapted(base.directory, None))
+        return [hits[0].docid if hits else None for hits in retriever.search_many(queries, k=1)]
+
+    return answer
 
 
 def grounding_vocabulary(base: ModelVersion, config: OnlineConfig) -> GroundingVocabulary:

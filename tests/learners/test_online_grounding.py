@@ -29,6 +29,16 @@ def catalog() -> list[ProductDoc]:
     return products
 
 
+def battery_catalog() -> list[ProductDoc]:
+    """A battery case and three batteries: "battery" is a type of its own here."""
+    return [
+        ProductDoc(0, "c/battery-cases/0000", "Mophie - Battery Case for iPhone 7", "Mophie"),
+        ProductDoc(1, "c/batteries/0001", "Ultralast - Battery for iPhone 7", "Ultralast"),
+        ProductDoc(2, "c/batteries/0002", "Ultralast - Battery for Galaxy S8", "Ultralast"),
+        ProductDoc(3, "c/batteries/0003", "Lenmar - Battery for Pixel", "Lenmar"),
+    ]
+
+
 def docid_of(title: str) -> str:
     return next(p.docid for p in catalog() if p.title == title)
 
@@ -96,13 +106,7 @@ def test_an_unknown_docid_grounds_nothing():
 def test_a_sub_query_naming_another_product_type_is_not_grounded():
     # "battery" is a type of its own here (three batteries), and a modifier in "Battery Case":
     # a click on the case after "iphone battery cases" must not teach "battery" -> case
-    products = [
-        ProductDoc(0, "c/battery-cases/0000", "Mophie - Battery Case for iPhone 7", "Mophie"),
-        ProductDoc(1, "c/batteries/0001", "Ultralast - Battery for iPhone 7", "Ultralast"),
-        ProductDoc(2, "c/batteries/0002", "Ultralast - Battery for Galaxy S8", "Ultralast"),
-        ProductDoc(3, "c/batteries/0003", "Lenmar - Battery for Pixel", "Lenmar"),
-    ]
-    vocabulary = GroundingVocabulary(products, generic_share=1.0)
+    vocabulary = GroundingVocabulary(battery_catalog(), generic_share=1.0)
     case, battery = "c/battery-cases/0000", "c/batteries/0001"
     from_case = grounded_pairs([Pair("mophie iphone battery cases", case)], vocabulary, weight=1)
     # the reduced query "mophie iphone battery" reads as a battery too

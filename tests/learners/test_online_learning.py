@@ -505,10 +505,8 @@ def test_hourly_job_promotes_records_and_is_idempotent(shop):
     )
 
 
-def test_hourly_job_trains_on_the_grounded_sub_queries_of_the_hours_pairs(shop, monkeypatch):
-    """A click on the Mophie car charger after "mophie car charger gift" also teaches "mophie",
-    "car", "charger" and "mophie car charger" (the words the product holds), never "gift"."""
-    teach({"mophie car charger gift": "P05"}, sessions=4)
+def record_training_mixes(monkeypatch) -> list[list[Pair]]:
+    """The training mix of every adapter the hourly job trains from now on (training runs)."""
     trained: list[list[Pair]] = []
     real_train = hourly.lora.train_adapter
 
@@ -517,8 +515,16 @@ def test_hourly_job_trains_on_the_grounded_sub_queries_of_the_hours_pairs(shop, 
         return real_train(base_dir, mix, *args, **kwargs)
 
     monkeypatch.setattr(hourly.lora, "train_adapter", spy)
+    return trained
+
+
+def test_hourly_job_trains_on_the_grounded_sub_queries_of_the_hours_pairs(shop, monkeypatch):
+    """A click on the Mophie car charger after "mophie car charger gift" also teaches "mophie",
+    "car", "charger" and "mophie car charger" (the words the product holds), never "gift"."""
+    teach({"mophie car charger gift": "P05"}, sessions=4)
+    trained = record_training_mixes(monkeypatch)
     # the toy shop has 24 products: a brand is in 4 of them, a product kind in 6
-    config = fast_config(grounded_generic_share=0.3, replay_fraction=0.0)
+    config = fast_config(grounded_generic_share=0.3, replay_fraction=0.0, anchor_weight=0.0)
     [result] = hourly.train_hourly_adapter(HOUR, SHOP, config)
     version = ModelVersion.objects.get(name=result.version)
     assert version.metrics["grounded_pairs"] == 4
@@ -527,6 +533,21 @@ def test_hourly_job_trains_on_the_grounded_sub_queries_of_the_hours_pairs(shop, 
     assert {p.docid for p in trained[0]} == {shop["docid"]["P05"]}
     # the gate still judges only what shoppers did: the held-out slice is not grounded
     assert version.metrics["holdout_pairs"] == 1
+
+
+def test_hourly_job_anchors_the_words_the_product_lacks_to_the_bases_answer(shop, monkeypatch):
+    """After "mophie car charger gift" → the charger, "gift" (a word the charger lacks) is
+    trained towards what the base itself answers for "gift", so the click cannot drag it."""
+    teach({"mophie car charger gift": "P05"}, sessions=4)
+    trained = record_training_mixes(monkeypatch)
+    config = fast_config(grounded_generic_share=0.3, replay_fraction=0.0, anchor_weight=0.5)
+    [result] = hourly.train_hourly_adapter(HOUR, SHOP, config)
+    assert ModelVersion.objects.get(name=result.version).metrics["anchor_pairs"] == 1
+    [anchor] = {p for p in trained[0] if p.query == "gift"}  # the mix repeats it per epoch
+    base_top = GenerativeRetriever(load_version(shop["base"].directory)).search("gift", k=1)
+    assert anchor.docid == base_top[0].docid
+    traffic = next(p for p in trained[0] if p.query == "mophie car charger gift")
+    assert anchor.weight == 0.5 * traffic.weight
 
 
 def test_hourly_job_is_locked_while_another_worker_trains(shop):
