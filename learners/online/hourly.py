@@ -49,6 +49,7 @@ from learners.online.gate import decide, probe_floor, probe_recall, score
 from learners.online.grounding import GroundingVocabulary, grounded_pairs
 from learners.online.pairs import HourPairs, build_pairs, by_query
 from learners.online.replay import ReplayBuffer, replay_dir, training_mix
+from ranking.generative import beam_width
 
 log = logging.getLogger(__name__)
 
@@ -281,13 +282,17 @@ def _record(claim: ModelVersion, metrics: dict[str, Any], promote: bool, reason:
 
 
 def base_answers(base: ModelVersion) -> BaseAnswers:
-    """The base model's top docid per query (the anchors' targets), loaded only when asked."""
+    """The base model's top docid per query (the anchors' targets), loaded only when asked.
+    Decoded at the serving beam: what shoppers were shown first. A greedy decode (beam 1) is
+    not that: on BestBuy it answers "cell phones" with a travel charger, beam 10 with a phone,
+    and anchoring to it taught the very drift anchors are for."""
 
     def answer(queries: Sequence[str]) -> list[str | None]:
         if not queries:
             return []
         retriever = GenerativeRetriever(lora.load_adapted(base.directory, None))
-        return [hits[0].docid if hits else None for hits in retriever.search_many(queries, k=1)]
+        found = retriever.search_many(queries, k=1, beam=beam_width())
+        return [hits[0].docid if hits else None for hits in found]
 
     return answer
 

@@ -544,10 +544,29 @@ def test_hourly_job_anchors_the_words_the_product_lacks_to_the_bases_answer(shop
     [result] = hourly.train_hourly_adapter(HOUR, SHOP, config)
     assert ModelVersion.objects.get(name=result.version).metrics["anchor_pairs"] == 1
     [anchor] = {p for p in trained[0] if p.query == "gift"}  # the mix repeats it per epoch
-    base_top = GenerativeRetriever(load_version(shop["base"].directory)).search("gift", k=1)
-    assert anchor.docid == base_top[0].docid
+    base = GenerativeRetriever(load_version(shop["base"].directory))
+    assert anchor.docid == base.search("gift", k=1, beam=10)[0].docid
     traffic = next(p for p in trained[0] if p.query == "mophie car charger gift")
     assert anchor.weight == 0.5 * traffic.weight
+
+
+def test_anchor_targets_are_decoded_at_the_serving_beam(shop, settings, monkeypatch):
+    """Regression: targets were decoded greedily (beam 1); on BestBuy the greedy answer to
+    "cell phones" was a travel charger where serving (beam 10) shows a phone, so the anchor
+    taught the drift it was meant to stop."""
+    settings.GENERATIVE_BEAM = 7
+    base = GenerativeRetriever(load_version(shop["base"].directory))
+    expected = base.search("gift", k=1, beam=7)[0].docid
+    beams: list[int | None] = []
+    real_search = GenerativeRetriever.search_many
+
+    def spy(self, queries, k=10, beam=None, prefix=""):
+        beams.append(beam)
+        return real_search(self, queries, k, beam, prefix)
+
+    monkeypatch.setattr(GenerativeRetriever, "search_many", spy)
+    [answer] = hourly.base_answers(shop["base"])(["gift"])
+    assert beams == [7] and answer == expected
 
 
 def test_hourly_job_is_locked_while_another_worker_trains(shop):
