@@ -23,7 +23,6 @@ their own.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import os
@@ -132,8 +131,7 @@ class EventProducer:
         with self._lock:
             old, self._kafka = self._kafka, None
         if old is not None:
-            with contextlib.suppress(KafkaError):
-                old.close(timeout=1)
+            close_kafka_producer(old, timeout=1)
 
     def _on_ack(self, _metadata: object) -> None:
         self.stats.acked += 1
@@ -233,13 +231,15 @@ class EventProducer:
         self._wake.set()
 
     def close(self, timeout: float = 10.0) -> None:
+        """Stop the drainer and the client, waiting up to ``timeout`` for records in flight.
+
+        Never raises for an unreachable broker: a worker shutting down during an outage must
+        still shut down, and whatever the broker could not take ends up in the spool."""
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout)
         if self._kafka is not None:
-            with contextlib.suppress(KafkaError):
-                self._kafka.flush(timeout=timeout)
-            self._kafka.close(timeout=timeout)
+            close_kafka_producer(self._kafka, timeout)
         self.spool.close()
 
 
@@ -266,6 +266,25 @@ def make_kafka_producer(bootstrap: str) -> KafkaProducer:
         bootstrap_timeout_ms=2000,
         partitioner=KeyHashPartitioner(),
     )
+
+
+def close_kafka_producer(client: KafkaProducer, timeout: float) -> None:
+    """Close ``client``; if the broker cannot take its batches within ``timeout``, force it.
+
+    kafka-python's ``close`` flushes first and *raises* when the flush times out, leaving its
+    I/O thread alive with the unsent batches (which a process exit then drops). Forcing the
+    sender closed aborts those batches instead, so their errbacks run -- and the producer's
+    errback spools each record. kafka-python has no public force-close, hence ``_sender``."""
+    try:
+        client.close(timeout=timeout)
+    except KafkaError as exc:
+        log.warning(
+            "event broker did not take the last records in %.1f s (%s); spooling", timeout, exc
+        )
+        sender = client._sender
+        sender.force_close()
+        sender.join(timeout)
+        client.close(timeout=0)  # the batches are aborted now: nothing left to flush
 
 
 class KeyHashPartitioner(DefaultPartitioner):
@@ -320,9 +339,10 @@ def reset_producer(timeout: float = 10.0) -> None:
     """Close and forget the singleton (tests; process shutdown)."""
     global _singleton, _singleton_key
     with _singleton_lock:
-        if _singleton is not None and _singleton_key and _singleton_key[0] == os.getpid():
-            _singleton.close(timeout=timeout)
-        _singleton, _singleton_key = None, None
+        old, old_key = _singleton, _singleton_key
+        _singleton, _singleton_key = None, None  # forgotten even if closing it fails
+        if old is not None and old_key and old_key[0] == os.getpid():
+            old.close(timeout=timeout)
 
 
 def spool_size() -> int:
