@@ -222,3 +222,11 @@ def test_closing_during_an_outage_spools_what_was_in_flight(settings, tmp_path):
     assert (in_flight.accepted, in_flight.spooled) == (20, 0)
     reset_producer(timeout=0.5)
     assert spool_size() == 20
+
+    with start_local_broker(port=port, log_path=tmp_path / "tansu-2.log") as broker:
+        get_producer().wake()  # the next process's producer sends what this one spooled
+        wait_for(lambda: spool_size() == 0, 30, "the spool to drain into the new broker")
+        consumer = EventConsumer(bootstrap=broker.bootstrap, partitions=all_partitions("events"))
+        with consumer:
+            consumer.run(max_events=20, idle_timeout_s=10)
+    assert Event.objects.filter(session_id__startswith="during").count() == 20
