@@ -23,6 +23,7 @@ their own.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import os
@@ -125,6 +126,7 @@ class EventProducer:
                     self._kafka = make_kafka_producer(self.bootstrap)
                 except KafkaConfigurationError as exc:
                     raise ImproperlyConfigured(f"event producer: {exc}") from exc
+                close_at_exit()
             return self._kafka
 
     def _reset_client(self) -> None:
@@ -343,6 +345,26 @@ def reset_producer(timeout: float = 10.0) -> None:
         _singleton, _singleton_key = None, None  # forgotten even if closing it fails
         if old is not None and old_key and old_key[0] == os.getpid():
             old.close(timeout=timeout)
+
+
+#: How long a process that exits waits for the broker to take its records in flight.
+EXIT_TIMEOUT_S = 2.0
+
+
+def close_at_exit() -> None:
+    """Have the process close the producer when it exits (a gunicorn or Celery worker, a
+    command), so records still in flight reach the broker or, failing that, the spool.
+
+    Called whenever a Kafka client is built: kafka-python registers its own exit hook then, one
+    that raises during an outage and leaves the records in its I/O thread. Exit hooks run last
+    registered first, so moving ours to the end makes it close the client before that one
+    (whose hook a clean close unregisters)."""
+    atexit.unregister(_close_at_exit)
+    atexit.register(_close_at_exit)
+
+
+def _close_at_exit() -> None:
+    reset_producer(timeout=EXIT_TIMEOUT_S)
 
 
 def spool_size() -> int:

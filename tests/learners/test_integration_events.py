@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 
@@ -21,7 +23,7 @@ from learners.events.consumer import EventConsumer
 from learners.events.topics import ensure_topics, partition_count
 from learners.models import Event
 from tests.learners import factories as f
-from tests.learners.conftest import child_env, start_child, stop_child, wait_for
+from tests.learners.conftest import ROOT, child_env, start_child, stop_child, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -230,3 +232,45 @@ def test_closing_during_an_outage_spools_what_was_in_flight(settings, tmp_path):
         with consumer:
             consumer.run(max_events=20, idle_timeout_s=10)
     assert Event.objects.filter(session_id__startswith="during").count() == 20
+
+
+#: A process that publishes, waits for a line on stdin, publishes again and exits normally.
+PUBLISH_THEN_EXIT = """
+import sys, django
+django.setup()
+from learners.events import flush, publish
+from tests.learners import factories as f
+assert publish(f.session_events(2, prefix="before")).spooled == 0
+flush(10)
+print("sent", flush=True)
+sys.stdin.readline()
+print(publish(f.session_events(5, prefix="during")).spooled, flush=True)
+"""
+
+
+def test_a_process_exiting_during_an_outage_spools_what_was_in_flight(settings, tmp_path):
+    """Nothing closes the producer of a gunicorn worker by hand: its exit hook must, before
+    kafka-python's own (which raises and keeps the records in its I/O thread)."""
+    port = free_port()
+    settings.EVENT_SPOOL_DIR = str(tmp_path / "spool")
+    env = child_env(
+        KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{port}",
+        EVENT_SPOOL_DIR=settings.EVENT_SPOOL_DIR,
+        EVENT_DELIVERY_TIMEOUT_MS="60000",  # in flight until the exit
+    )
+    with start_local_broker(port=port, log_path=tmp_path / "tansu.log"):
+        child = subprocess.Popen(
+            [sys.executable, "-c", PUBLISH_THEN_EXIT],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout.readline().strip() == "sent"
+    stdout, stderr = child.communicate("go\n", timeout=60)
+    assert child.returncode == 0, stderr
+    assert stdout.strip() == "0"  # sent, not spooled: the broker vanished under them
+    assert "Traceback" not in stderr  # kafka-python's exit hook did not get to raise
+    assert spool_size() == 20
