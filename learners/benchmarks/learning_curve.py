@@ -24,6 +24,13 @@ the hybrid column includes what the click and purchase heads and the CTR feature
 the traffic. Off by default: it adds about a minute per hour, and the eval queries, never
 searched, have no query-level click history -- what can carry over is product-level evidence.
 
+``--teach judgments`` replaces the shoppers by the judgments themselves: each hour teaches
+every judged relevant product of the train queries, weighted by its gain, with a fixed seeded
+fifth held out (:func:`judged_pairs`). No traffic is simulated. It bounds what the curve can
+reach from these queries -- shoppers only click what they are shown -- and, with
+``ONLINE_MIN_GAIN=-1`` (the held-out gate off: on ~30 answers a query, held-out recall@1 is no
+measure), how far the recipe carries perfect knowledge of them.
+
 The train/eval split comes from ``--train-*``/``--eval-*`` files, or from ``--queries``/
 ``--qrels`` split by ``--eval-fraction`` and ``--split-seed`` (written to ``--split-out``).
 Adapters are registered and promoted in the configured store, so run it on a benchmark data
@@ -50,6 +57,7 @@ from rich.table import Table
 
 K = 10
 DEFAULT_START = "2030-01-07T00:00:00+00:00"
+TEACH = ("traffic", "judgments")
 
 
 def add_arguments(parser) -> None:
@@ -70,6 +78,13 @@ def add_arguments(parser) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="mix replay into adapter training (default); --no-replay to measure forgetting",
+    )
+    parser.add_argument(
+        "--teach",
+        choices=TEACH,
+        default="traffic",
+        help="what each hour's adapter learns from: simulated shoppers (default) or every "
+        "judged relevant product of the train queries (an upper bound; no traffic)",
     )
     parser.add_argument(
         "--ranker",
@@ -130,6 +145,32 @@ def write_split(directory: Path, train: Mapping[str, str], evaluation: Mapping[s
     for name, part in (("train", train), ("eval", evaluation)):
         rows = [{"qid": q, "query": t} for q, t in part.items()]
         (directory / f"{name}_queries.json").write_text(json.dumps(rows, indent=1))
+
+
+def judged_pairs(queries: Mapping[str, str], qrels: Mapping, merchant: str) -> Any:
+    """A pair source (:data:`learners.online.hourly.PairSource`) that teaches, every hour, each
+    judged relevant product of ``queries`` with its gain as weight; a seeded share
+    (``ONLINE_HOLDOUT_FRACTION``) is held out for the gate. Unjudged-relevant and skus
+    without a docid are left out."""
+    from catalog.models import Docid
+    from learners.generative.data import clean
+    from learners.online.pairs import HourPairs, Pair
+
+    paths = Docid.objects.filter(merchant__slug=merchant)
+    docids = dict(paths.values_list("product__sku", "path"))
+    pairs = [
+        Pair(clean(queries[qid]), docids[sku], float(gain))
+        for qid in sorted(queries)
+        for sku, gain in sorted(qrels.get(qid, {}).items())
+        if gain > 0 and sku in docids
+    ]
+    random.Random(0).shuffle(pairs)
+
+    def source(hour: datetime, slug: str, config: Any) -> HourPairs:
+        cut = round(len(pairs) * config.holdout_fraction)
+        return HourPairs(hour=hour, merchant=slug, train=pairs[cut:], holdout=pairs[:cut])
+
+    return source
 
 
 # -- the event pipeline ------------------------------------------------------------------------
@@ -269,7 +310,7 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     import torch
 
     from learners.online.config import OnlineConfig
-    from learners.online.hourly import prepared_buffer, train_hourly_adapter
+    from learners.online.hourly import event_pairs, prepared_buffer, train_hourly_adapter
     from learners.online.simulator import LocalStorefront, Simulator
     from ranking.benchmarks.relevance import owning_merchant
 
@@ -279,6 +320,10 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     start = datetime.fromisoformat(options.get("start") or DEFAULT_START)
     hours = options["hours"]
     check_fresh(merchant, base, start, hours)
+    judged = options.get("teach") == "judgments"
+    if judged and options.get("ranker"):
+        raise ValueError("--teach judgments simulates no traffic: no events to retrain a ranker")
+    pairs = judged_pairs(train, qrels, merchant) if judged else event_pairs
     config = OnlineConfig.from_settings(
         **({} if options.get("replay", True) else {"replay_fraction": 0.0})
     )
@@ -292,7 +337,8 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "train_queries": len(train),
         "eval_queries": len(evaluation),
         "probe_queries": len(probe),
-        "sessions_per_hour": options["sessions_per_hour"],
+        "teach": "judgments" if judged else "traffic",
+        "sessions_per_hour": 0 if judged else options["sessions_per_hour"],
         "hours": [],
         "adapter_train_s": [],
         "ranker_train_s": [],
@@ -311,9 +357,11 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         simulator = Simulator(LocalStorefront(), train, qrels, merchant, seed=options["seed"])
         for h in range(hours):
             hour = start + timedelta(hours=h)
-            traffic = simulator.run_hour(hour, options["sessions_per_hour"])
-            stored = deliver(consumer, traffic.accepted)
-            [result] = train_hourly_adapter(hour, merchant, config)
+            stored = 0
+            if not judged:
+                traffic = simulator.run_hour(hour, options["sessions_per_hour"])
+                stored = deliver(consumer, traffic.accepted)
+            [result] = train_hourly_adapter(hour, merchant, config, pairs)
             if report["ranker"]:
                 report["ranker_train_s"].append(retrain_ranker(hour, merchant))
             scores = measure(merchant, train, evaluation, qrels, probe)
@@ -372,7 +420,7 @@ def print_table(report: dict, out) -> None:
     hybrid = "eval_hybrid_ndcg@10" in report
     table = Table(
         title=f"learning curve ({report['merchant']}, replay "
-        f"{'on' if report['replay'] else 'off'}, {report['sessions_per_hour']} sessions/h)"
+        f"{'on' if report['replay'] else 'off'}, " + _taught(report) + ")"
     )
     for column in ("hour", "events", "decision", "train s", "eval ndcg@10", "probe ndcg@10"):
         table.add_column(column, justify="right")
@@ -395,6 +443,12 @@ def print_table(report: dict, out) -> None:
     Console(file=out, width=120).print(table)
 
 
+def _taught(report: dict) -> str:
+    if report.get("teach") == "judgments":
+        return "taught the judgments"
+    return f"{report['sessions_per_hour']} sessions/h"
+
+
 def plot(report: dict, path: Path) -> None:
     import matplotlib
 
@@ -412,7 +466,8 @@ def plot(report: dict, path: Path) -> None:
         ax.plot(hours, [report[base_key], *report[key]], marker="o", label=label)
     ax.set_xlabel("simulated hours of traffic")
     ax.set_ylabel("NDCG@10")
-    ax.set_title(f"online learning, replay {'on' if report['replay'] else 'off'}")
+    replay = "on" if report["replay"] else "off"
+    ax.set_title(f"online learning, replay {replay}, {_taught(report)}")
     ax.grid(alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1))  # outside: no curve is hidden
     fig.tight_layout()

@@ -3,7 +3,8 @@
 The one code path behind the Celery task ``learners.tasks.train_hourly_adapter`` (beat, hourly)
 and ``manage.py train_adapter --hour``. For every merchant with an active base model:
 
-1. build the hour's pairs (:mod:`~learners.online.pairs`); no pairs → nothing to do;
+1. build the hour's pairs from its events (:mod:`~learners.online.pairs`; a benchmark may pass
+   another :data:`PairSource`); no pairs → nothing to do;
 2. **claim** the hour: the adapter's registry row has a deterministic name
    (``adapter-<merchant>-<YYYYmmddTHH>-b<base id>``) and is created first, with
    ``decision.state = "training"``. The unique name is the lock: a second worker (or a retry
@@ -29,7 +30,7 @@ import os
 import random
 import shutil
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -55,6 +56,20 @@ log = logging.getLogger(__name__)
 
 TRAINING = "training"
 
+#: Where an hour's (query → docid) pairs come from: ``(hour, merchant, config) -> HourPairs``.
+PairSource = Callable[[datetime, str, OnlineConfig], HourPairs]
+
+
+def event_pairs(hour: datetime, merchant: str, config: OnlineConfig) -> HourPairs:
+    """The pairs shoppers made in ``hour`` (the production source)."""
+    return build_pairs(
+        hour,
+        merchant,
+        holdout_fraction=config.holdout_fraction,
+        min_weight=config.min_pair_weight,
+        max_weight=config.max_pair_weight,
+    )
+
 
 @dataclass
 class HourResult:
@@ -75,9 +90,13 @@ class HourResult:
 
 
 def train_hourly_adapter(
-    hour: datetime, merchant: str | None = None, config: OnlineConfig | None = None
+    hour: datetime,
+    merchant: str | None = None,
+    config: OnlineConfig | None = None,
+    pairs: PairSource = event_pairs,
 ) -> list[HourResult]:
-    """Train, gate and record the adapter of ``hour`` for one merchant or all of them."""
+    """Train, gate and record the adapter of ``hour`` for one merchant or all of them, on the
+    hour's events unless ``pairs`` says otherwise (``bench learning-curve --teach``)."""
     from catalog.models import Merchant
 
     config = config or OnlineConfig.from_settings()
@@ -85,7 +104,7 @@ def train_hourly_adapter(
     merchants = Merchant.objects.order_by("pk")
     if merchant:
         merchants = merchants.filter(slug=merchant)
-    return [_train_merchant(hour, m.slug, config) for m in merchants]
+    return [_train_merchant(hour, m.slug, config, pairs) for m in merchants]
 
 
 def adapter_name(merchant: str, hour: datetime, base: ModelVersion) -> str:
@@ -105,7 +124,9 @@ def serving_adapter(merchant: str, base: ModelVersion | None = None) -> ModelVer
     return adapter
 
 
-def _train_merchant(hour: datetime, merchant: str, config: OnlineConfig) -> HourResult:
+def _train_merchant(
+    hour: datetime, merchant: str, config: OnlineConfig, source: PairSource
+) -> HourResult:
     result = HourResult(merchant, hour.isoformat(), "no-base")
     base = registry.active("base", merchant)
     if base is None:
@@ -114,13 +135,7 @@ def _train_merchant(hour: datetime, merchant: str, config: OnlineConfig) -> Hour
     existing = ModelVersion.objects.filter(name=name).first()
     if existing is not None and not _stale_claim(existing, config):
         return _recorded(result, existing)
-    pairs = build_pairs(
-        hour,
-        merchant,
-        holdout_fraction=config.holdout_fraction,
-        min_weight=config.min_pair_weight,
-        max_weight=config.max_pair_weight,
-    )
+    pairs = source(hour, merchant, config)
     if not pairs.train:
         result.status, result.details = "no-data", pairs.summary()
         return result

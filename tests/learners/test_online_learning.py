@@ -37,7 +37,7 @@ from learners.online.adapter import (
 )
 from learners.online.config import OnlineConfig
 from learners.online.gate import Scores, decide, score
-from learners.online.pairs import Pair, build_pairs, by_query
+from learners.online.pairs import HourPairs, Pair, build_pairs, by_query
 from learners.online.replay import ReplayBuffer, training_mix
 from tests.conftest import make_category
 from tests.learners import factories as f
@@ -567,6 +567,26 @@ def test_anchor_targets_are_decoded_at_the_serving_beam(shop, settings, monkeypa
     monkeypatch.setattr(GenerativeRetriever, "search_many", spy)
     [answer] = hourly.base_answers(shop["base"])(["gift"])
     assert beams == [7] and answer == expected
+
+
+def test_hourly_job_trains_on_the_pairs_its_source_gives(shop, monkeypatch):
+    """Without any event, a pair source (what ``bench learning-curve --teach judgments``
+    passes) is what the adapter learns; the default source still reads the hour's events."""
+    trained = record_training_mixes(monkeypatch)
+    taught = [Pair("gift for dad", shop["docid"]["P05"], 2.0)]
+
+    def source(hour, merchant, config) -> HourPairs:
+        return HourPairs(hour=hour, merchant=merchant, train=taught, holdout=taught)
+
+    config = fast_config(replay_fraction=0.0, grounded_weight=0.0)
+    [result] = hourly.train_hourly_adapter(HOUR, SHOP, config, source)
+    assert result.status in {"promoted", "rejected"}
+    assert [(p.query, p.docid) for p in trained[0]] == [
+        ("gift for dad", shop["docid"]["P05"])
+    ] * len(trained[0])
+    assert ModelVersion.objects.get(name=result.version).metrics["events"] == 0
+    later = hourly.train_hourly_adapter(HOUR + timedelta(hours=1), SHOP, config)
+    assert later[0].status == "no-data"
 
 
 def test_hourly_job_is_locked_while_another_worker_trains(shop):

@@ -14,8 +14,9 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
+from catalog.models import Product
 from learners import registry
 from learners.celery import create_app
 from learners.events.consumer import EventConsumer
@@ -197,6 +198,61 @@ def orphan_segment(directory: Path, settings) -> Path:
     segment = directory / "seg-1-999999999.ready"
     segment.write_bytes(ORPHAN.line())
     return segment
+
+
+@pytest.mark.integration
+def test_learning_curve_can_teach_the_judgments_instead_of_traffic(
+    live_shop, kafka_broker, tmp_path, settings
+):
+    """``--teach judgments``: no shopper is simulated; each hour learns the train queries'
+    judged answers (the curve's upper bound). It cannot retrain a ranker on no events."""
+    settings.ONLINE_MIN_STEPS = 40
+    settings.ONLINE_LR = 1e-2
+    settings.ONLINE_PROBE_SIZE = 60
+    queries, qrels = queries_files(tmp_path)
+    common = {"queries": queries, "qrels": qrels, "eval_fraction": 0.34, "hours": 1}
+    with pytest.raises(CommandError, match="no events to retrain a ranker"):
+        call_command("bench", "learning-curve", teach="judgments", ranker=True, **common)
+    out = tmp_path / "curve.json"
+    call_command(
+        "bench",
+        "learning-curve",
+        teach="judgments",
+        bootstrap=kafka_broker.bootstrap,
+        json_out=out,
+        stdout=StringIO(),
+        **common,
+    )
+    report = json.loads(out.read_text())
+    assert report["teach"] == "judgments" and report["events"] == [0]
+    assert report["decisions"][0] in {"promoted", "rejected"}
+    assert not Event.objects.exists()  # nobody searched
+    adapter = ModelVersion.objects.get(kind="adapter")
+    assert adapter.metrics["events"] == 0 and adapter.metrics["train_pairs"] > 0
+
+
+def test_judged_pairs_are_every_relevant_judged_product_of_the_queries(db):
+    from learners.benchmarks.learning_curve import judged_pairs
+    from learners.online.config import OnlineConfig
+
+    make_shop()
+    docids = dict(Product.objects.values_list("sku", "docid__path"))
+    qrels = {**QRELS, "q1": {**QRELS["q1"], "P05": 0, "GONE": 2}}
+    source = judged_pairs({"q1": "OtterBox  Case", "q2": "car charger"}, qrels, SHOP)
+    config = OnlineConfig(holdout_fraction=0.4)
+    hour = source(HOUR, SHOP, config)
+    taught = sorted((p.query, p.docid, p.weight) for p in hour.train + hour.holdout)
+    assert taught == sorted(
+        [
+            ("otterbox case", docids["P00"], 2.0),  # cleaned as queries are; gain = weight
+            ("otterbox case", docids["P04"], 1.0),
+            ("car charger", docids["P01"], 2.0),
+            ("car charger", docids["P07"], 2.0),
+            ("car charger", docids["P13"], 1.0),
+        ]
+    )  # not judged irrelevant (P05), not without a docid (GONE), not another query's (q3)
+    assert len(hour.holdout) == 2 and hour.events == 0
+    assert source(HOUR + timedelta(hours=1), SHOP, config).holdout == hour.holdout
 
 
 def test_curve_scores_the_eval_queries_alone(small_catalog):
