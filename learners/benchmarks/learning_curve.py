@@ -50,10 +50,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from learners.online.config import OnlineConfig
+    from learners.online.hourly import PairSource
+    from learners.online.pairs import HourPairs
 
 K = 10
 DEFAULT_START = "2030-01-07T00:00:00+00:00"
@@ -147,11 +152,11 @@ def write_split(directory: Path, train: Mapping[str, str], evaluation: Mapping[s
         (directory / f"{name}_queries.json").write_text(json.dumps(rows, indent=1))
 
 
-def judged_pairs(queries: Mapping[str, str], qrels: Mapping, merchant: str) -> Any:
-    """A pair source (:data:`learners.online.hourly.PairSource`) that teaches, every hour, each
-    judged relevant product of ``queries`` with its gain as weight; a seeded share
-    (``ONLINE_HOLDOUT_FRACTION``) is held out for the gate. Unjudged-relevant and skus
-    without a docid are left out."""
+def judged_pairs(queries: Mapping[str, str], qrels: Mapping, merchant: str) -> PairSource:
+    """A pair source that teaches, every hour, each judged relevant product of ``queries``
+    with its gain as weight; the same seeded share (``ONLINE_HOLDOUT_FRACTION``) is held out
+    for the gate every hour. Products judged irrelevant, unjudged ones and skus without a
+    docid are left out."""
     from catalog.models import Docid
     from learners.generative.data import clean
     from learners.online.pairs import HourPairs, Pair
@@ -166,7 +171,7 @@ def judged_pairs(queries: Mapping[str, str], qrels: Mapping, merchant: str) -> A
     ]
     random.Random(0).shuffle(pairs)
 
-    def source(hour: datetime, slug: str, config: Any) -> HourPairs:
+    def source(hour: datetime, slug: str, config: OnlineConfig) -> HourPairs:
         cut = round(len(pairs) * config.holdout_fraction)
         return HourPairs(hour=hour, merchant=slug, train=pairs[cut:], holdout=pairs[:cut])
 
