@@ -47,7 +47,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -157,12 +157,10 @@ def judged_pairs(queries: Mapping[str, str], qrels: Mapping, merchant: str) -> P
     with its gain as weight; the same seeded share (``ONLINE_HOLDOUT_FRACTION``) is held out
     for the gate every hour. Products judged irrelevant, unjudged ones and skus without a
     docid are left out."""
-    from catalog.models import Docid
     from learners.generative.data import clean
-    from learners.online.pairs import HourPairs, Pair
+    from learners.online.pairs import HourPairs, Pair, docids_of
 
-    paths = Docid.objects.filter(merchant__slug=merchant)
-    docids = dict(paths.values_list("product__sku", "path"))
+    docids = docids_of(merchant, {sku for qid in queries for sku in qrels.get(qid, {})})
     pairs = [
         Pair(clean(queries[qid]), docids[sku], float(gain))
         for qid in sorted(queries)
@@ -203,7 +201,7 @@ def event_pipeline(bootstrap: str | None) -> Iterator[Any]:
             "EVENT_DLQ_TOPIC": f"events-curve-dlq-{suffix}",
             "EVENT_SPOOL_DIR": spool,
         }
-        with override_settings(**names, GENERATIVE_RELOAD_SECONDS=0.0):
+        with override_settings(**names):
             reset_producer(timeout=5)
             ensure_topics(servers)
             partitions = range(partition_count(names["EVENT_TOPIC"], servers))
@@ -313,6 +311,7 @@ def check_fresh(merchant: str, base: Any, start: datetime, hours: int) -> None:
 
 def run(options: dict[str, Any], out) -> dict[str, Any]:
     import torch
+    from django.test import override_settings
 
     from learners.online.config import OnlineConfig
     from learners.online.hourly import event_pairs, prepared_buffer, train_hourly_adapter
@@ -350,7 +349,10 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
         "events": [],
         "decisions": [],
     }
-    with event_pipeline(options.get("bootstrap")) as consumer:
+    # judged pairs need no events: no broker, no shoppers
+    pipeline = nullcontext() if judged else event_pipeline(options.get("bootstrap"))
+    # serving reloads the registry on every search, so each hour measures its promoted adapter
+    with pipeline as consumer, override_settings(GENERATIVE_RELOAD_SECONDS=0.0):
         base_scores = measure(merchant, train, evaluation, qrels, probe)
         for name, value in base_scores.items():
             report[f"base_{SERIES[name]}"] = value
@@ -359,11 +361,13 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
             f"base: eval ndcg@10 {base_scores['eval']:.4f}, "
             f"probe ndcg@10 {base_scores['probe']:.4f}\n"
         )
-        simulator = Simulator(LocalStorefront(), train, qrels, merchant, seed=options["seed"])
+        simulator = None
+        if not judged:
+            simulator = Simulator(LocalStorefront(), train, qrels, merchant, seed=options["seed"])
         for h in range(hours):
             hour = start + timedelta(hours=h)
             stored = 0
-            if not judged:
+            if simulator is not None:
                 traffic = simulator.run_hour(hour, options["sessions_per_hour"])
                 stored = deliver(consumer, traffic.accepted)
             [result] = train_hourly_adapter(hour, merchant, config, pairs)

@@ -95,7 +95,7 @@ def build_pairs(
     )
     result = HourPairs(hour=hour, merchant=merchant, events=len(actions))
     queries = _attribute(actions, hour)
-    docids = _docids(merchant, {e.sku for e in actions})
+    docids = docids_of(merchant, {e.sku for e in actions})
     sums: dict[bool, dict[tuple[str, str], float]] = {
         False: defaultdict(float),  # before the cutoff: training
         True: defaultdict(float),  # the held-out slice
@@ -121,7 +121,8 @@ def _attribute(actions: list[Event], hour: datetime) -> list[str]:
     return [clean(raw.get(rid, "")) if rid else "" for rid in request_ids]
 
 
-def _docids(merchant: str, skus: Iterable[str]) -> dict[str, str]:
+def docids_of(merchant: str, skus: Iterable[str]) -> dict[str, str]:
+    """sku -> docid of ``merchant``'s products among ``skus`` (those without one are absent)."""
     from catalog.models import Docid
 
     rows = Docid.objects.filter(merchant__slug=merchant, product__sku__in=list(skus))

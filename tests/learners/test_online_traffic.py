@@ -18,6 +18,7 @@ from django.core.management import CommandError, call_command
 
 from catalog.models import Product
 from learners import registry
+from learners.broker import free_port
 from learners.celery import create_app
 from learners.events.consumer import EventConsumer
 from learners.events.schema import parse_event
@@ -202,10 +203,12 @@ def orphan_segment(directory: Path, settings) -> Path:
 
 @pytest.mark.integration
 def test_learning_curve_can_teach_the_judgments_instead_of_traffic(
-    live_shop, kafka_broker, tmp_path, settings
+    live_shop, tmp_path, settings, monkeypatch
 ):
-    """``--teach judgments``: no shopper is simulated; each hour learns the train queries'
-    judged answers (the curve's upper bound). It cannot retrain a ranker on no events."""
+    """``--teach judgments``: no shopper is simulated and no broker used (the configured one
+    is dead); each hour learns the train queries' judged answers (the curve's upper bound).
+    It cannot retrain a ranker on no events."""
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")  # nothing listens
     settings.ONLINE_MIN_STEPS = 40
     settings.ONLINE_LR = 1e-2
     settings.ONLINE_PROBE_SIZE = 60
@@ -218,7 +221,6 @@ def test_learning_curve_can_teach_the_judgments_instead_of_traffic(
         "bench",
         "learning-curve",
         teach="judgments",
-        bootstrap=kafka_broker.bootstrap,
         json_out=out,
         stdout=StringIO(),
         **common,
