@@ -9,6 +9,18 @@ are workers, so each worker has loaded its models and replicas and the per-proce
 (content words of titles, SQLite pages) are in the steady state of a long-running server. QPS
 is completed requests over the level's wall time. Failed requests (non-200) are counted, not timed.
 
+CPU per request: with a server started here, the CPU time its processes (gunicorn master and
+workers, the Milvus Lite server) spent during a level, over the requests completed
+(``server_cpu_ms``), and this process's own, the load generator's (``client_cpu_ms``). On a
+shared machine QPS and tail latency move with whatever else runs, while CPU per request barely
+does, and it is what capacity follows from: a server alone on ``n`` cores tops out near
+``n × 1000 / server_cpu_ms`` requests per second.
+
+``--repeat N`` runs the whole pass (every pipeline × level) N times back to back against the
+same server: the report's rows are the per-metric medians, ``runs`` lists every pass's rows,
+and the table shows the range of QPS and p99 across passes. One pass on a noisy machine says
+little about the next.
+
 Also measured in this process: the generative decoder alone (tokenise + encode + constrained
 beam search) for the first query at ``--beam``, the budget that generative recall has to fit
 (target p50 ≤ 15 ms).
@@ -27,6 +39,7 @@ import contextlib
 import http.client
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +49,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psutil
 from rich.console import Console
 from rich.table import Table
 
@@ -56,6 +70,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--concurrency", default="1,4,16", help="client threads per level")
     parser.add_argument(
         "--requests", type=int, default=200, help="requests per pipeline and level (200)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="passes over every pipeline and level; rows are medians (1)",
     )
     parser.add_argument(
         "--queries", type=Path, default=default_queries, help="JSON list of {qid, query}"
@@ -84,10 +104,21 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     if multipliers and not options.get("merchant"):
         raise ValueError("--catalog-multiplier needs --merchant (whose catalog to multiply)")
     pipelines = _csv(options["pipelines"])
+    if options["repeat"] < 1:
+        raise ValueError(f"--repeat must be at least 1, got {options['repeat']}")
     report: dict[str, Any] = {
         "url": (options.get("url") or "gunicorn") if pipelines else None,
-        "pipelines": http_latency(options, pipelines, queries) if pipelines else {},
+        "pipelines": {},
     }
+    if pipelines:
+        passes = http_latency(options, pipelines, queries)
+        report["pipelines"] = median_rows(passes)
+        report["runs"] = [
+            {"run": i, "pipeline": pipeline, "clients": clients, **row}
+            for i, one in enumerate(passes, start=1)
+            for pipeline, levels in one.items()
+            for clients, row in levels.items()
+        ]
     if options["decode_repeats"]:
         report["decode"] = decode_latency(
             queries[0], options.get("merchant"), options["beam"], options["decode_repeats"]
@@ -102,33 +133,84 @@ def run(options: dict[str, Any], out) -> dict[str, Any]:
     return report
 
 
-def http_latency(
-    options: dict[str, Any], pipelines: list[str], queries: list[str]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Every pipeline at every concurrency level through the site (started here unless
-    ``--url``)."""
+Rows = dict[str, dict[str, dict[str, float]]]  # pipeline -> clients -> metric -> value
+
+
+def http_latency(options: dict[str, Any], pipelines: list[str], queries: list[str]) -> list[Rows]:
+    """``--repeat`` passes of every pipeline at every concurrency level through the site
+    (started here unless ``--url``)."""
     levels = [int(c) for c in _csv(options["concurrency"])]
-    with _site(options.get("url"), options["workers"]) as base_url:
-        client = Client(base_url, options.get("merchant"))
-        return {
-            pipeline: {
-                str(c): client.measure(pipeline, queries, c, options["requests"]) for c in levels
+    with _site(options.get("url"), options["workers"]) as (base_url, server):
+        client = Client(base_url, options.get("merchant"), server)
+        for pipeline in pipelines:
+            client.warm_up(pipeline, queries)
+        return [
+            {
+                pipeline: {
+                    str(c): client.measure(pipeline, queries, c, options["requests"])
+                    for c in levels
+                }
+                for pipeline in pipelines
             }
-            for pipeline in pipelines
-        }
+            for _ in range(options["repeat"])
+        ]
+
+
+def median_rows(passes: list[Rows]) -> Rows:
+    """Each metric's median over the passes (errors: their sum), and with several passes the
+    lowest and highest QPS and p99, so a table shows the spread behind the median."""
+    rows: Rows = {}
+    for pipeline, levels in passes[0].items():
+        rows[pipeline] = {}
+        for clients in levels:
+            cells = [one[pipeline][clients] for one in passes]
+            row = {
+                key: round(statistics.median(cell[key] for cell in cells), 2)
+                for key in cells[0]
+                if key != "errors"
+            }
+            row["errors"] = sum(cell["errors"] for cell in cells)
+            if len(cells) > 1:
+                for key in ("qps", "p99_ms"):
+                    row[f"{key}_min"] = min(cell[key] for cell in cells)
+                    row[f"{key}_max"] = max(cell[key] for cell in cells)
+            rows[pipeline][clients] = row
+    return rows
 
 
 def _csv(value: str) -> list[str]:
     return [part.strip() for part in value.split(",") if part.strip()]
 
 
-class Client:
-    """Fires searches at ``base_url`` and times them."""
+class ServerCpu:
+    """CPU seconds used so far by a server's processes: each root process and every process
+    below it (gunicorn's workers). A worker that exits takes its time with it, so a level
+    during which workers restart reads low; the benchmark's gunicorn does not recycle them."""
 
-    def __init__(self, base_url: str, merchant: str | None) -> None:
+    def __init__(self, roots: list[int]) -> None:
+        self.roots = [psutil.Process(pid) for pid in roots]
+
+    def seconds(self) -> float:
+        total = 0.0
+        for root in self.roots:
+            for process in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = process.cpu_times()
+                    total += times.user + times.system
+        return total
+
+
+class Client:
+    """Fires searches at ``base_url`` and times them; with ``server`` also counts the CPU the
+    server spends on them."""
+
+    def __init__(
+        self, base_url: str, merchant: str | None, server: ServerCpu | None = None
+    ) -> None:
         parsed = urllib.parse.urlsplit(base_url)
         self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
         self.merchant = merchant
+        self.server = server
 
     def get(self, query: str, pipeline: str) -> tuple[int, float]:
         """One search: (HTTP status, milliseconds)."""
@@ -146,25 +228,35 @@ class Client:
             connection.close()
         return status, (time.perf_counter() - started) * 1000
 
-    def measure(
-        self, pipeline: str, queries: list[str], concurrency: int, requests: int
-    ) -> dict[str, float]:
+    def warm_up(self, pipeline: str, queries: list[str]) -> None:
+        """Every query once, unmeasured; fails at once on a pipeline the site refuses."""
         status, _ = self.get(queries[0], pipeline)
         if status != 200:
             raise ValueError(f"pipeline {pipeline!r}: /api/search answered {status}")
         with ThreadPoolExecutor(WARMUP_CLIENTS) as pool:
             list(pool.map(lambda q: self.get(q, pipeline), queries))
+
+    def measure(
+        self, pipeline: str, queries: list[str], concurrency: int, requests: int
+    ) -> dict[str, float]:
         plan = [queries[i % len(queries)] for i in range(requests)]
+        server_before = self.server.seconds() if self.server else 0.0
+        client_before = time.process_time()
         started = time.perf_counter()
         with ThreadPoolExecutor(concurrency) as pool:
             answers = list(pool.map(lambda q: self.get(q, pipeline), plan))
         wall = time.perf_counter() - started
+        client_cpu = time.process_time() - client_before
         timings = [ms for status, ms in answers if status == 200]
-        return {
+        done = max(len(timings), 1)
+        row = {
             **percentiles(timings),
             "qps": round(len(timings) / wall, 1),
-            "errors": len(answers) - len(timings),
+            "client_cpu_ms": round(client_cpu * 1000 / done, 2),
         }
+        if self.server:
+            row["server_cpu_ms"] = round((self.server.seconds() - server_before) * 1000 / done, 2)
+        return {**row, "errors": len(answers) - len(timings)}
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -200,10 +292,11 @@ def decode_latency(query: str, merchant: str | None, beam: int, repeats: int) ->
 
 
 @contextlib.contextmanager
-def _site(url: str | None, workers: int) -> Iterator[str]:
-    """The base URL to benchmark: ``url`` as given, or a gunicorn started for the run."""
+def _site(url: str | None, workers: int) -> Iterator[tuple[str, ServerCpu | None]]:
+    """The base URL to benchmark and the CPU meter of its processes: ``url`` as given (its
+    processes are elsewhere: no meter), or a gunicorn started for the run."""
     if url:
-        yield url.rstrip("/")
+        yield url.rstrip("/"), None
         return
     from learners.broker import free_port
     from learners.processes import child
@@ -214,10 +307,11 @@ def _site(url: str | None, workers: int) -> Iterator[str]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as workdir:
         env = server_env(Path(workdir))
         log = Path(workdir) / "web.log"
-        with _vector_server(env, Path(workdir)), child(argv, env, log) as process:
+        with _vector_server(env, Path(workdir)) as milvus, child(argv, env, log) as process:
             base_url = f"http://127.0.0.1:{port}"
             _wait_healthy(base_url, process, log)
-            yield base_url
+            roots = [process.pid] + ([milvus.pid] if milvus else [])
+            yield base_url, ServerCpu(roots)
 
 
 def server_env(workdir: Path) -> dict[str, str]:
@@ -243,16 +337,17 @@ def server_env(workdir: Path) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[None]:
+def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[subprocess.Popen | None]:
     """Milvus Lite opens its directory in one process only, so several gunicorn workers need
     a ``milvus-lite server`` in front of it (as the platform's supervisor runs); without one
-    every worker but the first failed its dense searches. Sets ``MILVUS_URI`` in ``env``."""
+    every worker but the first failed its dense searches. Sets ``MILVUS_URI`` in ``env`` and
+    yields the server's process (None when ``MILVUS_URI`` names one already)."""
     from learners import conf
     from learners.broker import free_port, tcp_reachable
     from learners.processes import child, log_tail
 
     if conf.get("MILVUS_URI", ""):
-        yield
+        yield None
         return
     from django.conf import settings
 
@@ -268,7 +363,7 @@ def _vector_server(env: dict[str, str], workdir: Path) -> Iterator[None]:
                 raise ValueError(f"milvus-lite server did not start:\n{log_tail(log)}")
             time.sleep(0.2)
         env["MILVUS_URI"] = f"http://127.0.0.1:{port}"
-        yield
+        yield process
 
 
 def _wait_healthy(base_url: str, process, log: Path) -> None:
@@ -331,16 +426,30 @@ def scale_table(scale: dict[str, dict[str, Any]]) -> Table:
     return table
 
 
-def http_table(pipelines: dict[str, dict[str, dict[str, float]]]) -> Table:
-    table = Table(title="search latency over HTTP (/api/search)")
-    for column in ("pipeline", "clients", "p50 ms", "p95 ms", "p99 ms", "QPS", "errors"):
+def http_table(pipelines: Rows) -> Table:
+    rows = [row for levels in pipelines.values() for row in levels.values()]
+    spread = any("qps_min" in row for row in rows)
+    server = any("server_cpu_ms" in row for row in rows)
+    title = "search latency over HTTP (/api/search)"
+    table = Table(title=title + (": medians of the passes" if spread else ""))
+    columns = ["pipeline", "clients", "p50 ms", "p95 ms", "p99 ms", "QPS"]
+    columns += ["QPS range", "p99 range"] if spread else []
+    columns += ["server CPU ms/req"] if server else []
+    columns += ["client CPU ms/req", "errors"]
+    for column in columns:
         table.add_column(column, justify="left" if column == "pipeline" else "right")
     for pipeline, levels in pipelines.items():
         for clients, row in levels.items():
+            cells = [f"{row[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "qps")]
+            if spread:
+                cells += [_range(row, "qps"), _range(row, "p99_ms")]
+            if server:
+                cells.append(f"{row['server_cpu_ms']:.1f}" if "server_cpu_ms" in row else "")
             table.add_row(
-                pipeline,
-                clients,
-                *(f"{row[key]:.1f}" for key in ("p50_ms", "p95_ms", "p99_ms", "qps")),
-                str(row["errors"]),
+                pipeline, clients, *cells, f"{row['client_cpu_ms']:.1f}", str(row["errors"])
             )
     return table
+
+
+def _range(row: dict[str, float], key: str) -> str:
+    return f"{row[key + '_min']:.1f}-{row[key + '_max']:.1f}"

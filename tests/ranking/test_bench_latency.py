@@ -6,10 +6,11 @@ import json
 from io import StringIO
 from pathlib import Path
 
+import psutil
 import pytest
 from django.core.management import CommandError, call_command
 
-from ranking.benchmarks.latency import percentiles
+from ranking.benchmarks.latency import ServerCpu, median_rows, percentiles
 from tests.learners.conftest import _KAFKA_WARNINGS
 from tests.ranking.test_generative_search import publish_version
 from tests.web.conftest import offline_events  # noqa: F401 -- searches record impressions
@@ -48,6 +49,7 @@ def test_bench_latency_measures_every_pipeline_and_level(
         "--pipelines=bm25,hybrid",
         "--concurrency=1,2",
         "--requests=8",
+        "--repeat=2",
         "--decode-repeats=5",
         f"--queries={queries_file}",
         "--merchant=phone-shop",
@@ -62,8 +64,67 @@ def test_bench_latency_measures_every_pipeline_and_level(
         for row in levels.values():
             assert row["errors"] == 0 and row["qps"] > 0
             assert 0 < row["p50_ms"] <= row["p95_ms"] <= row["p99_ms"]
+            assert row["qps_min"] <= row["qps"] <= row["qps_max"]
+            assert row["client_cpu_ms"] > 0
+            assert "server_cpu_ms" not in row  # a --url server's processes are not ours
+    runs = report["runs"]
+    assert sorted({(r["run"], r["pipeline"], r["clients"]) for r in runs}) == [
+        (run, pipeline, clients)
+        for run in (1, 2)
+        for pipeline in ("bm25", "hybrid")
+        for clients in ("1", "2")
+    ]
     assert report["decode"]["beam"] == 10 and report["decode"]["p50_ms"] > 0
     assert "search latency" in out.getvalue() and "generative decode" in out.getvalue()
+
+
+def test_median_rows_take_each_metric_s_median_and_the_spread():
+    def row(qps, p99, errors=0):
+        return {"hybrid": {"16": {"p50_ms": 10.0, "p99_ms": p99, "qps": qps, "errors": errors}}}
+
+    rows = median_rows([row(100.0, 150.0), row(90.0, 210.0, errors=1), row(130.0, 120.0)])
+    assert rows["hybrid"]["16"] == {
+        "p50_ms": 10.0,
+        "p99_ms": 150.0,
+        "qps": 100.0,
+        "errors": 1,
+        "qps_min": 90.0,
+        "qps_max": 130.0,
+        "p99_ms_min": 120.0,
+        "p99_ms_max": 210.0,
+    }
+    assert "qps_min" not in median_rows([row(100.0, 150.0)])["hybrid"]["16"]
+
+
+def test_server_cpu_counts_the_processes_below_the_server(tmp_path):
+    """The meter must see gunicorn's workers, not only the master that forked them: here the
+    root process sleeps while its child burns CPU."""
+    import subprocess
+    import sys
+    import time
+
+    burn = "; ".join(
+        [
+            "import time",
+            "end = time.process_time() + 0.6",
+            "exec('while time.process_time() < end: pass')",
+            "time.sleep(30)",  # a worker stays alive: the meter reads live processes
+        ]
+    )
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {burn!r}])"
+    parent += "; time.sleep(30)"
+    process = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        meter = ServerCpu([process.pid])
+        deadline = time.monotonic() + 20
+        while meter.seconds() < 0.5 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert meter.seconds() >= 0.5
+    finally:
+        for worker in psutil.Process(process.pid).children(recursive=True):
+            worker.kill()
+        process.kill()
+        process.wait()
 
 
 def test_the_benchmark_server_tracks_searches_into_a_spool_of_its_own(tmp_path, settings):
