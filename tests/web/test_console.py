@@ -592,6 +592,7 @@ def test_quality_charts_latency_runs_by_pipeline_and_clients(people, settings):
                 "benchmark": "latency",
                 "created": f"2026-03-0{day}T10:00:00+00:00",
                 "pipelines": {"hybrid": {"1": {"p50_ms": p50}, "16": {"p50_ms": 8 * p50}}},
+                "runs": [{"run": 1, "pipeline": "hybrid", "clients": "1", "client_cpu_ms": 0.74}],
                 "decode": {"query": "iphone", "p50_ms": 7.0},
             },
         )
@@ -599,7 +600,9 @@ def test_quality_charts_latency_runs_by_pipeline_and_clients(people, settings):
     assert page.status_code == 200
     [latency] = page.context["benchmarks"]
     assert latency.tables[0].rows == [("hybrid / 1", ["14.0"]), ("hybrid / 16", ["112.0"])]
-    assert ("decode p50_ms", "7.0000") in latency.facts
+    # milliseconds read as milliseconds however small, not as four-place scores
+    assert latency.tables[1].rows == [("", ["1", "hybrid", "1", "0.7"])]
+    assert ("decode p50_ms", "7.0") in latency.facts
     assert "<svg" in latency.history and "hybrid / 16 p50_ms" in latency.history
 
 

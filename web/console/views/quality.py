@@ -106,15 +106,20 @@ def runs_for(merchant: Merchant) -> list[Run]:
     return sorted(runs, key=lambda r: r.created, reverse=True)
 
 
-def _number(value: Any) -> str:
+#: name endings of measurements in milliseconds, seconds or per second: one decimal place
+UNIT_SUFFIXES = ("_ms", "_s", "qps", "_min", "_max")
+
+
+def _number(value: Any, name: str = "") -> str:
+    """A cell as shown: scores (NDCG, recall) need four places; milliseconds, seconds and QPS
+    one, which a ``name`` ending in a unit says even for small values (0.7 ms of CPU)."""
     if value is None:
         return "—"
     if isinstance(value, bool) or not isinstance(value, Number):
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    # scores (NDCG, recall) need four places; seconds, milliseconds and QPS one
-    return f"{value:,.1f}" if abs(value) >= 10 else f"{value:.4f}"
+    return f"{value:,.1f}" if abs(value) >= 10 or name.endswith(UNIT_SUFFIXES) else f"{value:.4f}"
 
 
 def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]:
@@ -127,18 +132,18 @@ def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]
         if isinstance(value, dict) and value and all(isinstance(v, dict) for v in value.values()):
             flat = metric_rows(value)
             columns = list(dict.fromkeys(c for v in flat.values() for c in v))
-            rows = [(r, [_number(v.get(c, "")) for c in columns]) for r, v in flat.items()]
+            rows = [(r, [_number(v.get(c, ""), c) for c in columns]) for r, v in flat.items()]
             tables.append(Table(key, columns, rows))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             columns = list(dict.fromkeys(c for v in value for c in v))
-            rows = [("", [_number(v.get(c, "")) for c in columns]) for v in value]
+            rows = [("", [_number(v.get(c, ""), c) for c in columns]) for v in value]
             tables.append(Table(key, columns, rows))
         elif isinstance(value, dict) and value:  # a section: its own tables and facts
             inner_tables, inner_facts = tables_of(value)
             tables += [Table(f"{key} {t.title}", t.columns, t.rows) for t in inner_tables]
             facts += [(f"{key} {name}", shown) for name, shown in inner_facts]
         elif isinstance(value, str | Number):
-            facts.append((key, _number(value)))
+            facts.append((key, _number(value, key)))
     return tables + column_tables(data), facts
 
 
@@ -163,7 +168,7 @@ def column_tables(data: dict[str, Any]) -> list[Table]:
         if key not in META_KEYS and _plain_list(value):
             by_length.setdefault(len(value), []).append(key)
     return [
-        Table(keys[0], keys, [("", [_number(data[k][i]) for k in keys]) for i in range(n)])
+        Table(keys[0], keys, [("", [_number(data[k][i], k) for k in keys]) for i in range(n)])
         for n, keys in by_length.items()
         if len(keys) > 1
     ]
