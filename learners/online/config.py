@@ -16,6 +16,10 @@ ONLINE_GROUNDED_GENERIC_SHARE   0.1      words in more of the catalog are never 
 ONLINE_ANCHOR_WEIGHT            0.0      weight of a pair's anchored sub-queries (the base's
                                          answer for the words the product lacks), relative to
                                          the pair (learners/online/anchors.py; 0: off)
+ONLINE_CLICKED_VIEWS_WEIGHT     0.0      weight of the base pool's queries for the products an
+                                         hour's pairs point at, relative to those pairs
+                                         (learners/online/rehearsal.py; 0: off)
+ONLINE_CLICKED_VIEWS_PER_PRODUCT 4       base-pool pairs rehearsed per such product
 ONLINE_MAX_PROBE_DROP           1.0      gate: max probe recall@10 drop vs the base (points)
 ONLINE_MIN_GAIN                 0.0      gate: held-out recall@k must beat serving by > this
 ONLINE_LORA_R                   8        LoRA rank
@@ -67,6 +71,8 @@ class OnlineConfig:
     grounded_weight: float = 0.5
     grounded_generic_share: float = 0.1
     anchor_weight: float = 0.0
+    clicked_views_weight: float = 0.0
+    clicked_views_per_product: int = 4
     max_probe_drop: float = 1.0
     min_gain: float = 0.0
     lora_r: int = 8

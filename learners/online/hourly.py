@@ -49,6 +49,7 @@ from learners.online.config import OnlineConfig
 from learners.online.gate import decide, probe_floor, probe_recall, score
 from learners.online.grounding import GroundingVocabulary, grounded_pairs
 from learners.online.pairs import HourPairs, build_pairs, by_query
+from learners.online.rehearsal import clicked_views
 from learners.online.replay import ReplayBuffer, replay_dir, training_mix
 from ranking.generative import beam_width
 
@@ -241,8 +242,17 @@ def _train_claimed(
         weight=config.anchor_weight,
         max_weight=config.max_pair_weight,
     )
+    rehearsed = clicked_views(
+        pairs.train,
+        buffer.base_pairs() if config.clicked_views_weight > 0 else [],
+        weight=config.clicked_views_weight,
+        per_product=config.clicked_views_per_product,
+        max_weight=config.max_pair_weight,
+        taught={p.query for p in pairs.train + pairs.holdout + grounded + anchors},
+        seed=f"{config.seed}:{claim.name}",
+    )
     mix = training_mix(
-        pairs.train + grounded + anchors,
+        pairs.train + grounded + anchors + rehearsed,
         buffer if config.replay_fraction > 0 else None,
         fraction=config.replay_fraction,
         base_share=config.replay_base_share,
@@ -273,6 +283,7 @@ def _train_claimed(
         **pairs.summary(),
         "grounded_pairs": len(grounded),
         "anchor_pairs": len(anchors),
+        "rehearsed_pairs": len(rehearsed),
         "training": stats,
         "gate": decision.as_dict(),
     }

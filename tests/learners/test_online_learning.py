@@ -550,6 +550,30 @@ def test_hourly_job_anchors_the_words_the_product_lacks_to_the_bases_answer(shop
     assert anchor.weight == 0.5 * traffic.weight
 
 
+def test_hourly_job_rehearses_the_base_pool_queries_of_the_clicked_product(shop, monkeypatch):
+    """A click on the Mophie car charger also rehearses what the base pool asks for that
+    charger in the catalog's own words, and nothing of the other products."""
+    teach({"mophie car charger gift": "P05"}, sessions=4)
+    trained = record_training_mixes(monkeypatch)
+    config = fast_config(
+        grounded_weight=0.0,
+        replay_fraction=0.0,
+        clicked_views_weight=0.5,
+        clicked_views_per_product=3,
+    )
+    [result] = hourly.train_hourly_adapter(HOUR, SHOP, config)
+    assert ModelVersion.objects.get(name=result.version).metrics["rehearsed_pairs"] == 3
+    charger = shop["docid"]["P05"]
+    pool = {
+        p.query
+        for p in ReplayBuffer(hourly.replay_dir(shop["base"].name)).base_pairs()
+        if p.docid == charger
+    }
+    rehearsed = {p.query for p in trained[0]} - {"mophie car charger gift"}
+    assert len(rehearsed) == 3 and rehearsed <= pool
+    assert {p.docid for p in trained[0]} == {charger}
+
+
 def test_anchor_targets_are_decoded_at_the_serving_beam(shop, settings, monkeypatch):
     """Regression: targets were decoded greedily (beam 1); on BestBuy the greedy answer to
     "cell phones" was a travel charger where serving (beam 10) shows a phone, so the anchor
