@@ -1,11 +1,11 @@
 """Clicked-product rehearsal: the catalog's own queries for the products shoppers chose.
 
 Grounding (:mod:`~learners.online.grounding`) carries a click to the words of the query that
-was typed. A never-searched query shares no words with the traffic more often than it shares
-*products*: on the BestBuy learning curve 63% of the never-searched queries' relevance gain
-sits on products that are relevant to some traffic query. So a click also says "this product
-is a good answer" for the other ways the catalog asks for it: its pseudo-queries and the
-teacher's composed queries ("apple chargers") in the base model's replay pool.
+was typed. Never-searched queries also share *products* with the traffic: on the BestBuy
+learning curve's split 63% of the never-searched queries' relevance gain sits on products that
+are relevant to some traffic query (an ad hoc count over the judgments). So a click also says
+"this product is a good answer" for the other ways the catalog asks for it: its pseudo-queries
+and the teacher's composed queries ("apple chargers") in the base model's replay pool.
 
 For each product the hour's training pairs point at, this picks up to ``per_product`` of the
 base pool's pairs with that docid (a seeded draw per hour, so the hours rehearse different

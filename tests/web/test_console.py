@@ -626,6 +626,13 @@ def test_quality_shows_what_bench_relevance_just_measured(people, tmp_path):
     assert ("queries", "1") in relevance.facts
 
 
+def test_quality_reads_a_spread_in_the_unit_of_its_measurement():
+    """``qps_min`` / ``p99_ms_max`` are QPS and milliseconds; a score named ``*_min`` is not."""
+    row = {"qps_min": 9.25, "p99_ms_max": 8.5, "ndcg_min": 0.5}
+    [table], _ = tables_of({"pipelines": {"hybrid": {"16": row}}})
+    assert table.rows == [("hybrid / 16", ["9.2", "8.5", "0.5000"])]
+
+
 def test_quality_tables_from_any_result_shape():
     tables, facts = tables_of({"benchmark": "x", "p95_ms": 12.5, "per_path": {"a": {"n": 3}}})
     assert facts == [("p95_ms", "12.5")]

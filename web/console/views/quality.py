@@ -107,7 +107,9 @@ def runs_for(merchant: Merchant) -> list[Run]:
 
 
 #: name endings of measurements in milliseconds, seconds or per second: one decimal place
-UNIT_SUFFIXES = ("_ms", "_s", "qps", "_min", "_max")
+UNIT_SUFFIXES = ("_ms", "_s", "qps")
+#: endings of a spread around such a measurement ("p99_ms_min"), read past to find its unit
+SPREAD_SUFFIXES = ("_min", "_max")
 
 
 def _number(value: Any, name: str = "") -> str:
@@ -119,7 +121,8 @@ def _number(value: Any, name: str = "") -> str:
         return str(value)
     if isinstance(value, int):
         return f"{value:,}"
-    return f"{value:,.1f}" if abs(value) >= 10 or name.endswith(UNIT_SUFFIXES) else f"{value:.4f}"
+    stem = name[: -len("_min")] if name.endswith(SPREAD_SUFFIXES) else name
+    return f"{value:,.1f}" if abs(value) >= 10 or stem.endswith(UNIT_SUFFIXES) else f"{value:.4f}"
 
 
 def tables_of(data: dict[str, Any]) -> tuple[list[Table], list[tuple[str, str]]]:
