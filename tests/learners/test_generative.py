@@ -365,6 +365,26 @@ def test_lean_decoder_matches_the_full_t5_forward():
         assert torch.allclose(logits[0], full[2][some], atol=1e-4)
 
 
+def test_beams_sharing_one_querys_encoder_row_each_get_the_full_t5_forward():
+    """Several beams of one query attend to its single encoder row (laid out as one row's
+    positions, not broadcast): each beam's logits must still be its own full forward."""
+    paths = ["cell-phones/cases/c0/0001", "cell-phones/cases/c1/0002", "cell-phones/chargers/0001"]
+    bundle = random_bundle(paths, seed=4)
+    lean = LeanT5(bundle.model, bundle.vocab)
+    source = torch.tensor([bundle.tokenizer.encode("blue charger").ids])
+    targets = [bundle.vocab.encode(path) for path in paths]
+    classes = torch.tensor(bundle.vocab.token_ids)
+    with torch.inference_mode():
+        cross = lean.encode(source)
+        beams = torch.tensor([t[:3] for t in targets])  # three beams, three different prefixes
+        logits, cache = lean.step(beams[:, :2], None, cross, first=True)
+        logits, _ = lean.step(beams[:, 2:], cache, cross)
+        for row, target in enumerate(targets):
+            decoder_in = torch.tensor([[0, *bundle.vocab.to_tokens(target[:3])]])
+            full = docid_logits(bundle.model, source, torch.ones_like(source), decoder_in, classes)
+            assert torch.allclose(logits[row], full[0][3], atol=1e-4)
+
+
 def test_lean_decoder_calls_lora_layers_unmerged_as_it_would_the_merged_model():
     """Adapter training's probe checks decode a PEFT-wrapped model: its LoRA layers must be
     called as modules, not resolved to their base weights like plain ``Linear`` layers."""
