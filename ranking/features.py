@@ -21,6 +21,7 @@ Position is deliberately *not* a feature: it would only teach the ranker its own
 from __future__ import annotations
 
 import math
+import statistics
 import threading
 import time
 from collections import Counter
@@ -104,6 +105,13 @@ class Rates:
     impressions: int = 0
 
 
+#: The rates of a product or pair without events (shared: building one per lookup was a tenth
+#: of the ranker's feature time).
+NO_RATES = Rates()
+#: Path features of a candidate the path did not propose.
+NOT_FOUND = (0.0, 0.0, 0.0)
+
+
 @dataclass(frozen=True)
 class ShopperSignals:
     """What shoppers did over the window: smoothed rates per (normalised query, sku) and per
@@ -124,7 +132,7 @@ class ShopperSignals:
 
         query = normalize_query(query)
         shown = np.array(
-            [self.pairs.get((query, sku), Rates()).impressions for sku in skus], dtype=np.float32
+            [self.pairs.get((query, sku), NO_RATES).impressions for sku in skus], dtype=np.float32
         )
         return shown / (shown + EVIDENCE_IMPRESSIONS)
 
@@ -311,20 +319,21 @@ def candidate_features(
     pops = [products[i].popularity for i in ids]
     prices = [products[i].price for i in ids if products[i].price > 0]
     max_pop = max(pops, default=0.0)
-    median_price = float(np.median(prices)) if prices else 0.0
+    median_price = statistics.median(prices) if prices else 0.0
     shoppers = shoppers or ShopperSignals()
     normalised = normalize_query(query)
+    path_rows = [per_path[name] for name in PATHS]
     rows = []
     for pid in ids:
         info = products[pid]
         row: list[float] = []
-        for name in PATHS:
-            row.extend(per_path[name].get(pid, (0.0, 0.0, 0.0)))
-        pair = shoppers.pairs.get((normalised, info.sku), Rates())
-        sku = shoppers.skus.get(info.sku, Rates())
+        for found in path_rows:
+            row.extend(found.get(pid, NOT_FOUND))
+        pair = shoppers.pairs.get((normalised, info.sku), NO_RATES)
+        sku = shoppers.skus.get(info.sku, NO_RATES)
         prefix = info.docid.rsplit("/", 1)[0] if info.docid else ""
         row += [
-            sum(per_path[name].get(pid, (0.0,))[0] for name in PATHS),
+            sum(row[0 : len(PATH_FEATURES) : 3]),  # the paths' "found" flags
             _overlap(qwords, info.title),
             _overlap(qwords, info.brand),
             _overlap(qwords, category_text(info.category_names)),

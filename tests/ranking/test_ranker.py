@@ -72,6 +72,19 @@ def test_heads_learn_their_own_labels_and_survive_save_load(tmp_path):
     np.testing.assert_allclose(loaded.score(features)[0], ranker.score(features)[0], atol=1e-5)
 
 
+def test_serving_scores_in_numpy_what_the_torch_network_computes():
+    """Serving scores with ``forward_numpy``; it must be the trained network's forward, and
+    follow the live weights (read through views, not a copy taken before training)."""
+    ranker, _ = train_ranker(synthetic_groups(20), RankerConfig(epochs=3))
+    features = np.concatenate([g.features for g in synthetic_groups(5, seed=2)])
+    standardised = torch.from_numpy((features - ranker.mean) / ranker.std)
+    with torch.no_grad():
+        expected = ranker.net(standardised).numpy()
+        np.testing.assert_allclose(ranker.heads(features), expected, atol=1e-5)
+        ranker.net.heads.bias.add_(1.0)  # in place, as an optimiser step changes it
+        np.testing.assert_allclose(ranker.heads(features), expected + 1.0, atol=1e-5)
+
+
 def test_serving_prior_replaces_the_trained_one_and_corrections_stay_bounded():
     only_relevance = [g for g in synthetic_groups(20) if g.relevance is not None]
     ranker, _ = train_ranker(only_relevance, RankerConfig(epochs=2))
