@@ -436,6 +436,34 @@ docid_path = st.builds(
 )
 
 
+@settings(max_examples=40, deadline=None)
+@given(paths=st.lists(docid_path, min_size=1, max_size=25, unique=True))
+def test_a_nodes_tail_completes_its_only_docid_and_no_other_node_has_one(paths):
+    """Tails are precomputed once per trie: each must be exactly the rest of the one docid
+    below its node, and None wherever more than one docid lies below."""
+    vocab = DocidVocab.from_tokenizer(train_tokenizer(["red case"], paths, 100))
+    trie = CompiledTrie(paths, vocab)
+
+    def docids_below(node: int, prefix: list[int]) -> list[list[int]]:
+        here = [prefix] if trie.terminal[node] else []
+        return here + [
+            docid
+            for cls_id, child in trie.children[node].items()
+            for docid in docids_below(child, [*prefix, cls_id])
+        ]
+
+    def visit(node: int, prefix: list[int]) -> None:
+        below, tail = docids_below(node, prefix), trie.tail(node)
+        if len(below) == 1:
+            assert tail is not None and [*prefix, *tail] == below[0]
+        else:
+            assert tail is None
+        for cls_id, child in trie.children[node].items():
+            visit(child, [*prefix, cls_id])
+
+    visit(0, [])
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     paths=st.lists(docid_path, min_size=1, max_size=25, unique=True),
