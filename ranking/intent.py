@@ -86,11 +86,18 @@ def query_type(query: str, infos: Iterable[Described]) -> str | None:
     nouns = {product_type(i) for i in infos} - {""}
     if not nouns:
         return None
-    brand_words = {w for i in infos for w in words(i.brand)}
+    brand_words = {w for i in infos for w in _brand_words(i.brand)}
     terms = [singular(w) for w in words(query)]
     while terms and terms[-1] in brand_words and terms[-1] not in nouns:
         terms.pop()
     return terms[-1] if terms and terms[-1] in nouns else None
+
+
+@lru_cache(maxsize=TYPE_NOUN_CACHE)
+def _brand_words(brand: str) -> tuple[str, ...]:
+    """A brand's words, memoised: every search reads the brands of its top 50 candidates,
+    and a shop has a few hundred brands."""
+    return tuple(words(brand))
 
 
 @lru_cache(maxsize=TYPE_NOUN_CACHE)
