@@ -70,9 +70,10 @@ def rerank(
     final, heads = ranker.score(features, prior, evidence)
     order = [int(i) for i in np.argsort(-final, kind="stable")]
     order = _diversify(order, final, pids, infos, request.merchant)
-    found_by = {c.product_id: c.path.split("+") for c in fallback}
+    found_by = {c.product_id: c.path for c in fallback}  # "bm25+dense": the paths that found it
+    scores = final.tolist()
     ranked = [
-        Candidate(pids[i], float(final[i]), "+".join(found_by[pids[i]]), rank)
+        Candidate(pids[i], scores[i], found_by[pids[i]], rank)
         for rank, i in enumerate(order, start=1)
     ]
     seen = set(pids)
@@ -118,12 +119,12 @@ def _explain(
     features: np.ndarray,
     heads: np.ndarray,
     final: np.ndarray,
-    found_by: dict[int, list[str]],
+    found_by: dict[int, str],
     evidence: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     return {
         pid: {
-            "paths": found_by[pid],
+            "paths": found_by[pid].split("+"),
             "features": {n: round(float(v), 4) for n, v in zip(FEATURES, features[i], strict=True)},
             "heads": {h: round(float(v), 4) for h, v in zip(HEADS, heads[i], strict=True)},
             "ranker_score": round(float(final[i]), 4),
