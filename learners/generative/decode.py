@@ -6,7 +6,7 @@ cache objects spends ~3 ms per step in Python overhead. Serving needs ≤ 15 ms,
 drives T5's own sub-modules directly:
 
 * the encoder runs once per query; each cross-attention layer's keys/values are projected once
-  for that single row and broadcast over the beams;
+  for that single row, and the query's beams attend to it as the positions of one row;
 * the decoder runs one position per step with a plain tensor self-attention KV cache that is
   re-indexed when beams are re-ranked;
 * logits are computed only for the docid components that some live beam may continue with
@@ -453,7 +453,8 @@ def _cross_rows(
     live: list[_Decoding],
 ) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor | None]:
     """The encoder keys/values (and padding mask) each live beam attends to: with one query
-    left its row broadcasts over the beams, otherwise each beam gets its query's row."""
+    left its single row, which all its beams share (:meth:`LeanT5._cross_attention`),
+    otherwise each beam gets its query's row."""
     if len(live) == 1:
         r = live[0].row
         rows = [(k[r : r + 1], v[r : r + 1]) for k, v in cross]
