@@ -143,14 +143,17 @@ class FusionRanker:
             dtype=np.float32,
         )
 
+    def _standardise(self, features: np.ndarray) -> np.ndarray:
+        return (features - self.mean) / self.std
+
     def _tensor(self, features: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy((features - self.mean) / self.std)
+        return torch.from_numpy(self._standardise(features))
 
     def heads(self, features: np.ndarray) -> np.ndarray:
         """[n, 3] head logits."""
         if len(features) == 0:
             return np.zeros((0, len(HEADS)), dtype=np.float32)
-        return self.net.forward_numpy((features - self.mean) / self.std)
+        return self.net.forward_numpy(self._standardise(features))
 
     def score(
         self,

@@ -70,17 +70,17 @@ def rerank(
     final, heads = ranker.score(features, prior, evidence)
     order = [int(i) for i in np.argsort(-final, kind="stable")]
     order = _diversify(order, final, pids, infos, request.merchant)
-    found_by = {c.product_id: c.path for c in fallback}  # "bm25+dense": the paths that found it
+    path_of = {c.product_id: c.path for c in fallback}  # "bm25+dense": the paths that found it
     scores = final.tolist()
     ranked = [
-        Candidate(pids[i], scores[i], found_by[pids[i]], rank)
+        Candidate(pids[i], scores[i], path_of[pids[i]], rank)
         for rank, i in enumerate(order, start=1)
     ]
     seen = set(pids)
     rest = [c for c in fallback if c.product_id not in seen]
     for rank, candidate in enumerate(rest, start=len(ranked) + 1):
         candidate.rank = rank
-    explain = _explain(pids, features, heads, final, found_by, evidence) if debug else {}
+    explain = _explain(pids, features, heads, final, path_of, evidence) if debug else {}
     return Reranked(ranked + rest, version, explain, infos)
 
 
@@ -119,12 +119,12 @@ def _explain(
     features: np.ndarray,
     heads: np.ndarray,
     final: np.ndarray,
-    found_by: dict[int, str],
+    path_of: dict[int, str],
     evidence: np.ndarray,
 ) -> dict[int, dict[str, Any]]:
     return {
         pid: {
-            "paths": found_by[pid].split("+"),
+            "paths": path_of[pid].split("+"),
             "features": {n: round(float(v), 4) for n, v in zip(FEATURES, features[i], strict=True)},
             "heads": {h: round(float(v), 4) for h, v in zip(HEADS, heads[i], strict=True)},
             "ranker_score": round(float(final[i]), 4),
