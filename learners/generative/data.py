@@ -56,6 +56,12 @@ epoch adds ``teacher_rate`` examples per product drawn from the teacher's answer
 composed queries alike): a query uniformly, then one of its ranked docids with the weight NDCG
 gives that rank, 1/log2(rank + 1), full target. This is distillation of the lexical ranker
 into the decoder over a query space built from the catalog alone.
+
+Optionally that query space also holds the catalog's *vocabulary* (:func:`vocabulary_queries`):
+every title word, adjacent pair of title words and brand + title word that at least
+``vocabulary_min_products`` products share. Shoppers' short queries are mostly such words and
+pairs; without them the decoder learns a ranking only for the wordings the generator produces
+whole, and a title span like "purple" trains the leaf of whichever purple product drew it.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 SPAN_KINDS = ("span", "subset")
@@ -175,6 +182,10 @@ class DataConfig:
     teacher_depth: int = 10
     #: teacher examples (query -> one of the teacher's ranked docids) per product per epoch
     teacher_rate: float = 2.0
+    #: the teacher also answers catalog words and word pairs that at least this many products
+    #: share (:func:`vocabulary_queries`; 0: not). Off by default: on BestBuy, 20-minute
+    #: bases with it (3) and without differed by less than two seeds of either (README)
+    vocabulary_min_products: int = 0
     seed: int = 0
 
 
@@ -587,12 +598,13 @@ class TrainingData:
 
 
 def teacher_leaf_targets(data: TrainingData, teacher: LeafTeacher) -> dict[str, list[str]]:
-    """The teacher's ranked docids for shared pseudo-queries and composed queries.
+    """The teacher's ranked docids for shared pseudo-queries, composed and vocabulary queries.
 
     A pseudo-query shared by more than ``teacher_depth`` products maps to the sharers the
     teacher ranks in its top ``teacher_depth``, best first (maybe none: then every sharer trains
     the prefix only); queries that few products share are left out, so all their sharers keep
-    training the leaf. A composed query maps to the teacher's top ``teacher_depth``.
+    training the leaf. A composed or vocabulary query that no product generates maps to the
+    teacher's top ``teacher_depth``.
     """
     depth = data.config.teacher_depth
     shared = data.shared_queries()
@@ -601,7 +613,9 @@ def teacher_leaf_targets(data: TrainingData, teacher: LeafTeacher) -> dict[str, 
         if len(sharers) > depth:
             # ask deeper: products that do not generate the query may rank among the first
             targets[text] = [d for d in teacher(text, 3 * depth) if d in sharers][:depth]
-    for text in sorted(composed_queries(item.doc for item in data.items)):
+    docs = [item.doc for item in data.items]
+    asked = composed_queries(docs) | vocabulary_queries(docs, data.config.vocabulary_min_products)
+    for text in sorted(asked):
         if text not in shared:
             targets[text] = list(teacher(text, depth))[:depth]
     return targets
@@ -627,6 +641,34 @@ def composed_queries(products: Iterable[ProductDoc]) -> set[str]:
             forms = [form for name in names for form in name]
             texts.update(f"{brand} {n}" for n in [*forms, *map(plural, head)] if n != brand)
     return texts
+
+
+def vocabulary_queries(products: Sequence[ProductDoc], min_products: int) -> set[str]:
+    """Short queries made of the catalog's own words that at least ``min_products`` share.
+
+    Every content word of a title, every pair of adjacent title words, and the brand with each
+    title word. Shoppers' short queries are mostly such words and pairs ("purple", "iphone
+    16gb", "samsung usb"), and a product's own pseudo-queries or title spans do not teach which
+    of the hundreds of products holding a word come first; the teacher's answers do, for the
+    whole vocabulary rather than the wordings the generator happens to produce.
+    """
+    if min_products <= 0:
+        return set()
+    holders: Counter[str] = Counter()
+    for p in products:
+        title = words(p.title)
+        brand = clean(p.brand)
+        content = [w for w in title if w not in STOPWORDS]
+        texts = set(content)
+        texts.update(f"{a} {b}" for a, b in pairwise(title) if _content_pair(a, b))
+        if brand:
+            texts.update(f"{brand} {w}" for w in content if w not in brand.split())
+        holders.update(texts)
+    return {text for text, count in holders.items() if count >= min_products}
+
+
+def _content_pair(a: str, b: str) -> bool:
+    return a not in STOPWORDS and b not in STOPWORDS and a != b
 
 
 def _name_forms(name: str) -> list[str]:

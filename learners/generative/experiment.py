@@ -61,6 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--teacher-depth", type=int, default=10, help="0: no BM25 teacher")
     p.add_argument("--teacher-rate", type=float, default=2.0, help="teacher examples/product")
+    p.add_argument(
+        "--vocabulary-min-products",
+        type=int,
+        default=0,
+        help="the teacher also answers title words and word pairs this many products share",
+    )
     p.add_argument("--description-rate", type=float, default=0.3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, dest="json_out", help="write the report here")
@@ -102,6 +108,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         ambiguous_prefix_only=not args.full_targets,
         teacher_depth=args.teacher_depth,
         teacher_rate=args.teacher_rate,
+        vocabulary_min_products=args.vocabulary_min_products,
         seed=args.seed,
     )
     config = TrainConfig(

@@ -218,7 +218,7 @@ def _leaf_targets(data: TrainingData, teacher: LeafTeacher | None) -> dict[str, 
     started = time.perf_counter()
     targets = teacher_leaf_targets(data, teacher)
     logger.info(
-        "teacher answered %d shared and composed queries in %.1f s",
+        "teacher answered %d shared, composed and vocabulary queries in %.1f s",
         len(targets),
         time.perf_counter() - started,
     )

@@ -26,6 +26,7 @@ from learners.generative.data import (
     load_products,
     split_title,
     teacher_leaf_targets,
+    vocabulary_queries,
 )
 from learners.generative.decode import (
     CompiledTrie,
@@ -182,6 +183,28 @@ def test_teacher_examples_draw_the_teachers_ranked_answers_top_first():
     ranks = Counter(targets[e.text].index(e.docid) for e in drawn if len(targets[e.text]) == 2)
     assert 1.3 < ranks[0] / ranks[1] < 1.9  # weights 1 : 1/log2(3) = 1.58
     assert not any(e.kind == "teacher" for e in untaught.epoch(0))
+
+
+def test_the_teacher_also_answers_the_catalogs_shared_words_and_word_pairs():
+    catalog = tiny_catalog()
+    vocabulary = vocabulary_queries(catalog, min_products=3)
+    # title words, adjacent title words and brand + title word, when 3 products hold them
+    assert {"charger", "car charger", "lg g6", "belkin purple"} <= vocabulary
+    assert "for" not in vocabulary and "charger for" not in vocabulary  # stopwords: no
+    assert "belkin charger" not in vocabulary and "7 black" not in vocabulary  # held by 1-2
+    held = Counter(t for p in catalog for t in vocabulary_queries([p], 1))
+    assert vocabulary == {text for text, count in held.items() if count >= 3}
+    assert vocabulary_queries(catalog, min_products=0) == set()
+
+    data = TrainingData(catalog, DataConfig(teacher_depth=2, vocabulary_min_products=3))
+    targets = teacher_leaf_targets(data, last_first)
+    for text in ("wireless charging", "incipio rose"):  # no product generates these
+        assert text not in data.shared_queries()
+        assert targets[text] == last_first(text, 2)
+    by_default = teacher_leaf_targets(
+        TrainingData(catalog, DataConfig(teacher_depth=2)), last_first
+    )
+    assert "wireless charging" not in by_default
 
 
 def test_prefix_only_examples_do_not_train_the_leaf():
