@@ -184,8 +184,8 @@ class DataConfig:
     teacher_rate: float = 2.0
     #: the teacher also answers catalog words and word pairs that at least this many products
     #: share (:func:`vocabulary_queries`; 0: not). Off by default: on BestBuy, 20-minute
-    #: bases with 3 and ``teacher_rate`` 4 led on three seeds (+0.033 NDCG@10) but memorised
-    #: ~4 points fewer titles, short of the 90% gate (README, Generative recall)
+    #: bases with 3 and ``teacher_rate`` 4 led on three seeds (+0.033 NDCG@10); the hybrid
+    #: pipeline has not been measured on such a base yet (README, Generative recall)
     vocabulary_min_products: int = 0
     seed: int = 0
 
