@@ -29,13 +29,19 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from learners.generative.data import DataConfig
 
 if __package__ in (None, ""):  # run as a file: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Flags for the training data default to :class:`DataConfig`'s, what a served base uses."""
+    from learners.generative.data import DataConfig
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--merchant", required=True, help="merchant slug, e.g. bestbuy")
     p.add_argument("--version-dir", type=Path, required=True, help="model version directory")
@@ -55,19 +61,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=4, help="encoder layers")
     p.add_argument("--decoder-layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.0)
-    p.add_argument("--queries-per-product", type=int, default=4)
+    p.add_argument("--queries-per-product", type=int, default=DataConfig.queries_per_product)
     p.add_argument(
         "--full-targets", action="store_true", help="train leaves on ambiguous queries too"
     )
-    p.add_argument("--teacher-depth", type=int, default=10, help="0: no BM25 teacher")
-    p.add_argument("--teacher-rate", type=float, default=2.0, help="teacher examples/product")
+    p.add_argument(
+        "--teacher-depth", type=int, default=DataConfig.teacher_depth, help="0: no BM25 teacher"
+    )
+    p.add_argument(
+        "--teacher-rate",
+        type=float,
+        default=DataConfig.teacher_rate,
+        help="teacher examples/product",
+    )
     p.add_argument(
         "--vocabulary-min-products",
         type=int,
-        default=0,
+        default=DataConfig.vocabulary_min_products,
         help="the teacher also answers title words and word pairs this many products share",
     )
-    p.add_argument("--description-rate", type=float, default=0.3)
+    p.add_argument("--description-rate", type=float, default=DataConfig.description_rate)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, dest="json_out", help="write the report here")
     p.add_argument("--no-progress", action="store_true")
@@ -82,11 +95,26 @@ def setup_django() -> None:
     django.setup()
 
 
+def data_config(args: argparse.Namespace) -> DataConfig:
+    """The training data the flags ask for."""
+    from learners.generative.data import DataConfig
+
+    return DataConfig(
+        queries_per_product=args.queries_per_product,
+        description_rate=args.description_rate,
+        ambiguous_prefix_only=not args.full_targets,
+        teacher_depth=args.teacher_depth,
+        teacher_rate=args.teacher_rate,
+        vocabulary_min_products=args.vocabulary_min_products,
+        seed=args.seed,
+    )
+
+
 def train_version(args: argparse.Namespace) -> dict[str, Any]:
     import shutil
 
     from learners.generative.base import lexical_teacher
-    from learners.generative.data import DataConfig, load_products
+    from learners.generative.data import load_products
     from learners.generative.model import ModelConfig
     from learners.generative.train import TrainConfig, train
 
@@ -102,15 +130,6 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         num_decoder_layers=args.decoder_layers,
         dropout_rate=args.dropout,
     )
-    data_config = DataConfig(
-        queries_per_product=args.queries_per_product,
-        description_rate=args.description_rate,
-        ambiguous_prefix_only=not args.full_targets,
-        teacher_depth=args.teacher_depth,
-        teacher_rate=args.teacher_rate,
-        vocabulary_min_products=args.vocabulary_min_products,
-        seed=args.seed,
-    )
     config = TrainConfig(
         batch_size=args.batch_size,
         lr=args.lr,
@@ -124,7 +143,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         products,
         args.version_dir,
         model_config=model_config,
-        data_config=data_config,
+        data_config=data_config(args),
         config=config,
         merchant=args.merchant,
         teacher=lexical_teacher(args.merchant, products) if args.teacher_depth else None,

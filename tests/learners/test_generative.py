@@ -679,3 +679,13 @@ def test_experiment_scores_taught_and_unseen_wordings_apart(tmp_path):
     assert scores["teacher-answered"] == {"queries": 1, "ndcg@10": pytest.approx(1.0)}
     assert scores["other wordings"] == {"queries": 2, "ndcg@10": pytest.approx(0.5)}
     assert by_wording(tmp_path / "no-teacher", queries)["teacher-answered"] == []
+
+
+def test_experiment_trains_on_the_served_data_config_unless_told_otherwise():
+    """An experiment without data flags measures what ``train_base_model`` would serve."""
+    from learners.generative.experiment import data_config, parse_args
+
+    required = ["--merchant", "m", "--version-dir", "d"]
+    assert data_config(parse_args(required)) == DataConfig()
+    told = data_config(parse_args([*required, "--teacher-rate", "5", "--seed", "2"]))
+    assert (told.teacher_rate, told.seed) == (5, 2)
