@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as a file: make the repository importable
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Flags for the training data default to :class:`DataConfig`'s, what a served base uses."""
     from learners.generative.data import DataConfig
+    from learners.precision import PRECISIONS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--merchant", required=True, help="merchant slug, e.g. bestbuy")
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--beams", default="10,20", help="beam widths to evaluate (comma-separated)")
     p.add_argument("--recall-beam", type=int, default=100, help="beam for Recall@100 (0: skip)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="training matrix products"
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--d-model", type=int, default=128)
@@ -136,6 +140,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         max_minutes=args.max_minutes,
         max_epochs=args.max_epochs,
         threads=args.threads,
+        precision=args.precision,
         seed=args.seed,
         progress=not args.no_progress,
     )

@@ -57,6 +57,7 @@ from learners.generative.tokenizer import (
     save_tokenizer,
     train_tokenizer,
 )
+from learners.precision import autocast, resolve
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,11 @@ class TrainConfig:
     #: either side of the 90% gate; batched decoding checks all of them in ~13 s (beside other jobs)
     memorisation_sample: int | None = None
     memorisation_beam: int = 5
+    #: matrix products of the training forward pass: "bf16" (autocast; weights and optimiser
+    #: stay float32), "fp32", or "auto" -- bf16 where the CPU has it natively
+    #: (:mod:`learners.precision`). BestBuy base, the same 60 batches (ad hoc): 1,231 samples/s
+    #: in bf16 against 813 in fp32 with 2 threads, 760 against 542 with 1
+    precision: str = "auto"
     seed: int = 0
     progress: bool = True
 
@@ -155,6 +161,7 @@ def train(
         raise ValueError("no products to train on (do they have docids?)")
     if not (config.max_minutes or config.max_epochs or config.max_steps):
         raise ValueError("set at least one of max_minutes, max_epochs, max_steps")
+    logger.info("training in %s", resolve(config.precision))
     version_dir = Path(version_dir)
     torch.set_num_threads(config.threads)
     started = time.perf_counter()
@@ -328,9 +335,15 @@ def _train_step(
     lr = learning_rate(config, run.state.step, fraction)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    logits = docid_logits(
-        run.bundle.model, batch.input_ids, batch.attention_mask, batch.decoder_input_ids, output_ids
-    )
+    with autocast(config.precision):
+        logits = docid_logits(
+            run.bundle.model,
+            batch.input_ids,
+            batch.attention_mask,
+            batch.decoder_input_ids,
+            output_ids,
+        )
+    logits = logits.float()
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch.labels.reshape(-1))
     run.optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -514,6 +527,7 @@ def _metadata(
             **{k: v for k, v in asdict(state).items() if k != "history"},
             "samples_per_second": state.samples / max(state.train_seconds, 1e-9),
             "wall_seconds_this_run": wall,
+            "precision": resolve(config.precision),
         },
         "loss_history": state.history,
         "metrics": metrics,

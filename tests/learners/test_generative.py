@@ -255,6 +255,31 @@ def test_version_directory_round_trips(trained):
     assert bundle.model.config.d_model == TINY.d_model
 
 
+def test_bf16_training_multiplies_in_bf16_and_saves_a_float32_model(tmp_path):
+    product_dtypes: Counter[torch.dtype] = Counter()
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Linear) and module.training:
+            product_dtypes[output.dtype] += 1
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        metadata = train(
+            tiny_catalog(),
+            tmp_path / "v",
+            model_config=TINY,
+            config=tiny_train_config(precision="bf16"),
+        )
+    finally:
+        hook.remove()
+
+    assert set(product_dtypes) == {torch.bfloat16}
+    assert metadata["training"]["precision"] == "bf16"
+    assert metadata["metrics"]["memorisation_exact_match"] >= 0.9
+    weights = load_file(tmp_path / "v" / "model.safetensors")
+    assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
 class Interrupted(Exception):
     pass
 

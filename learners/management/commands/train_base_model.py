@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from catalog.models import Merchant
 from learners import registry
 from learners.management.training import merchants
+from learners.precision import PRECISIONS
 
 
 class Command(BaseCommand):
@@ -45,6 +46,13 @@ class Command(BaseCommand):
             "--threads", type=int, default=2, help="torch threads (1 on a busy shared host)"
         )
         parser.add_argument(
+            "--precision",
+            choices=PRECISIONS,
+            default="auto",
+            help="matrix products of training: bf16 (weights stay float32), fp32, or auto: "
+            "bf16 where the CPU multiplies it natively (default)",
+        )
+        parser.add_argument(
             "--no-activate", action="store_true", help="register as a candidate only"
         )
 
@@ -54,7 +62,10 @@ class Command(BaseCommand):
 
         minutes = options["max_minutes"] or (None if options["epochs"] else default_minutes())
         config = TrainConfig(
-            max_minutes=minutes, max_epochs=options["epochs"], threads=options["threads"]
+            max_minutes=minutes,
+            max_epochs=options["epochs"],
+            threads=options["threads"],
+            precision=options["precision"],
         )
         for merchant in merchants(options["merchant"]):
             if options["if_missing"] and self._has_model(merchant):
