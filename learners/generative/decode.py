@@ -40,7 +40,7 @@ from transformers.models.t5.modeling_t5 import T5DenseActDense
 from catalog.docids import DocidTrie
 from learners.generative.data import clean
 from learners.generative.model import GenerativeModel, load_version, output_scale
-from learners.generative.tokenizer import DocidVocab, encode_batch
+from learners.generative.tokenizer import DocidVocab
 
 NEG_INF = float("-inf")
 #: Longest docid (in tokens, plus start and EOS) the position-bias table covers.
@@ -589,7 +589,7 @@ class GenerativeRetriever:
 
     def encode(self, query: str) -> list[int]:
         """Token ids of ``query`` in the same normal form as the training texts."""
-        return encode_batch(self.bundle.tokenizer, [clean(query)], self.bundle.max_input_tokens)[0]
+        return self.bundle.encode([clean(query)])[0]
 
     def search(
         self, query: str, k: int = 10, beam: int | None = None, prefix: str = ""

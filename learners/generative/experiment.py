@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--layers", type=int, default=4, help="encoder layers")
     p.add_argument("--decoder-layers", type=int, default=2)
     p.add_argument("--dropout", type=float, default=0.0)
+    p.add_argument("--stem-input", action="store_true", help="encoder reads word stems")
     p.add_argument("--queries-per-product", type=int, default=DataConfig.queries_per_product)
     p.add_argument(
         "--full-targets", action="store_true", help="train leaves on ambiguous queries too"
@@ -133,6 +134,7 @@ def train_version(args: argparse.Namespace) -> dict[str, Any]:
         num_layers=args.layers,
         num_decoder_layers=args.decoder_layers,
         dropout_rate=args.dropout,
+        stem_input=args.stem_input,
     )
     config = TrainConfig(
         batch_size=args.batch_size,

@@ -32,6 +32,7 @@ A version directory holds everything serving needs, written by :func:`save_versi
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,10 @@ from transformers import T5Config, T5ForConditionalGeneration
 
 from learners.generative.tokenizer import (
     DocidVocab,
+    encode_batch,
     load_tokenizer,
     save_tokenizer,
+    stem_words,
 )
 
 METADATA_FILE = "metadata.json"
@@ -59,6 +62,8 @@ class ModelConfig:
     num_decoder_layers: int = 2
     dropout_rate: float = 0.0
     max_input_tokens: int = 64
+    #: feed the encoder English word stems, as BM25 indexes them (:func:`stem_words`)
+    stem_input: bool = False
 
     def t5_config(self, vocab_size: int) -> T5Config:
         return T5Config(
@@ -132,6 +137,16 @@ class GenerativeModel:
     @property
     def max_input_tokens(self) -> int:
         return int(self.metadata.get("model_config", {}).get("max_input_tokens", 64))
+
+    @property
+    def stem_input(self) -> bool:
+        return bool(self.metadata.get("model_config", {}).get("stem_input", False))
+
+    def encode(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of ``texts`` in this model's input form (stemmed if it was trained so)."""
+        if self.stem_input:
+            texts = [stem_words(text) for text in texts]
+        return encode_batch(self.tokenizer, texts, self.max_input_tokens)
 
 
 def save_version(directory: Path, bundle: GenerativeModel) -> None:

@@ -19,11 +19,13 @@ numbers) can be taught to an adapter without resizing the embedding table.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import tantivy
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from tokenizers.trainers import BpeTrainer
 
@@ -180,6 +182,28 @@ def save_tokenizer(tok: Tokenizer, directory: Path) -> None:
 
 def load_tokenizer(directory: Path) -> Tokenizer:
     return Tokenizer.from_file(str(directory / TOKENIZER_FILE))
+
+
+@functools.cache
+def _stemmer() -> tantivy.TextAnalyzer:
+    """The analyser of the inverted index's ``en_stem`` fields: words, lowercase, English stems."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.simple())
+        .filter(tantivy.Filter.remove_long(40))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def stem_words(text: str) -> str:
+    """``text`` as BM25 sees it, space-joined: "Flowers Textured" -> "flower textur".
+
+    BPE keeps frequent word forms whole ("flowers", "flower", "textured", "texture" are four
+    unrelated tokens of the BestBuy tokenizer), so without stems the model must learn every
+    form of a word from the products that spell it that way.
+    """
+    return " ".join(_stemmer().analyze(text))
 
 
 def encode_batch(tok: Tokenizer, texts: Sequence[str], max_len: int) -> list[list[int]]:

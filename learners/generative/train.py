@@ -52,9 +52,9 @@ from learners.generative.model import (
 from learners.generative.tokenizer import (
     DEFAULT_VOCAB_SIZE,
     DocidVocab,
-    encode_batch,
     load_tokenizer,
     save_tokenizer,
+    stem_words,
     train_tokenizer,
 )
 from learners.precision import autocast, resolve
@@ -189,9 +189,10 @@ def _start_or_resume(
     ckpt = version_dir / CHECKPOINT_DIR
     if (ckpt / STATE_FILE).exists():
         return _resume(products, ckpt, data_config, config)
-    tokenizer = train_tokenizer(
-        catalog_texts(products), [p.docid for p in products], vocab_size=config.vocab_size
-    )
+    texts = catalog_texts(products)
+    if model_config.stem_input:
+        texts = (stem_words(text) for text in texts)
+    tokenizer = train_tokenizer(texts, [p.docid for p in products], vocab_size=config.vocab_size)
     vocab = DocidVocab.from_tokenizer(tokenizer)
     model = build_model(model_config, tokenizer.get_vocab_size(), seed=config.seed)
     bundle = GenerativeModel(
@@ -273,7 +274,7 @@ def epoch_batches(run: _Run, epoch: int, batch_size: int, seed: int) -> list[lis
 
 
 def collate(examples: Sequence[Example], bundle: GenerativeModel) -> Batch:
-    ids = encode_batch(bundle.tokenizer, [e.text for e in examples], bundle.max_input_tokens)
+    ids = bundle.encode([e.text for e in examples])
     targets = [bundle.vocab.encode(e.docid) for e in examples]
     inputs = _pad(ids, 0)
     labels = _pad([_label(t, e.prefix_only) for t, e in zip(targets, examples, strict=True)], -100)

@@ -40,11 +40,12 @@ from learners.generative.decode import (
 )
 from learners.generative.model import (
     GenerativeModel,
+    ModelConfig,
     build_model,
     docid_logits,
     load_version,
 )
-from learners.generative.tokenizer import DocidVocab, docid_token, train_tokenizer
+from learners.generative.tokenizer import DocidVocab, docid_token, stem_words, train_tokenizer
 from learners.generative.train import CHECKPOINT_DIR, LEAF_TARGETS_FILE, collate, train
 from tests.tiny_models import TINY, tiny_train_config
 
@@ -243,6 +244,25 @@ def test_tiny_catalog_memorises_and_retrieves_by_title(trained):
         hits = retriever.search(product.title, k=3)
         assert hits[0].docid == product.docid
         assert hits[0].score > hits[-1].score
+
+
+def test_stem_words_spells_text_as_the_inverted_index_does():
+    assert stem_words("Flowers, Textured®") == "flower textur"
+    assert stem_words("Apple® iPhone® 6s Chargers") == "appl iphon 6s charger"
+
+
+def test_a_stemmed_input_model_reads_every_form_of_a_word_alike(trained, tmp_path):
+    stemmed = ModelConfig(**{**TINY.__dict__, "stem_input": True})
+    train(tiny_catalog(), tmp_path / "v", model_config=stemmed, config=tiny_train_config())
+    retriever = GenerativeRetriever.load(tmp_path / "v")
+    plain = GenerativeRetriever.load(trained[0])
+
+    assert retriever.bundle.metadata["model_config"]["stem_input"] is True
+    assert "chargers" not in retriever.bundle.tokenizer.get_vocab()  # BPE learnt stems
+    assert retriever.encode("Car Chargers") == retriever.encode("car charger")
+    assert plain.encode("Car Chargers") != plain.encode("car charger")
+    for product in tiny_catalog()[:8]:
+        assert retriever.search(product.title, k=3)[0].docid == product.docid
 
 
 def test_version_directory_round_trips(trained):
