@@ -12,6 +12,7 @@ there.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Iterator
 
 import torch
@@ -19,8 +20,10 @@ import torch
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+@functools.cache
 def native_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX tiles)."""
+    """Whether this CPU multiplies bfloat16 in hardware (AVX512-BF16 or AMX tiles); asked once,
+    since every training step resolves its precision."""
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 

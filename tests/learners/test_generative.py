@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 
@@ -40,7 +41,6 @@ from learners.generative.decode import (
 )
 from learners.generative.model import (
     GenerativeModel,
-    ModelConfig,
     build_model,
     docid_logits,
     load_version,
@@ -252,7 +252,7 @@ def test_stem_words_spells_text_as_the_inverted_index_does():
 
 
 def test_a_stemmed_input_model_reads_every_form_of_a_word_alike(trained, tmp_path):
-    stemmed = ModelConfig(**{**TINY.__dict__, "stem_input": True})
+    stemmed = dataclasses.replace(TINY, stem_input=True)
     train(tiny_catalog(), tmp_path / "v", model_config=stemmed, config=tiny_train_config())
     retriever = GenerativeRetriever.load(tmp_path / "v")
     plain = GenerativeRetriever.load(trained[0])
