@@ -706,6 +706,25 @@ def test_command_if_missing_skips_merchants_with_a_finished_model(small_catalog)
         call_command("train_base_model", "--merchant", "nope")
 
 
+def test_command_trains_a_stemmed_model_with_the_seed_it_is_given(small_catalog):
+    """``--stem-input`` and ``--seed`` reach the model the command registers (the default-size
+    model, a few steps: the flags are what is checked, not memorisation)."""
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from learners import registry
+
+    out = StringIO()
+    args = ["--merchant", "grocer", "--epochs", "0.5", "--threads", "1", "--no-activate"]
+    call_command("train_base_model", *args, "--stem-input", "--seed", "7", stdout=out)
+    (version,) = registry.versions("base", "grocer")
+    assert version.status == "candidate" and f"{version.name} -> candidate" in out.getvalue()
+    metadata = load_version(version.directory).metadata
+    assert metadata["model_config"]["stem_input"] is True
+    assert metadata["train_config"]["seed"] == 7
+
+
 def test_experiment_scores_taught_and_unseen_wordings_apart(tmp_path):
     """``learners.generative.experiment`` splits the dev queries by whether the BM25 teacher
     answered that exact wording in training (saved with the version) and scores each part."""
