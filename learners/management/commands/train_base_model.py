@@ -60,7 +60,10 @@ class Command(BaseCommand):
             "recall'); off by default",
         )
         parser.add_argument(
-            "--seed", type=int, default=0, help="seed of the weights and data order (0)"
+            "--seed",
+            type=int,
+            default=0,
+            help="seed of the initial weights, the pseudo-queries and their order (0)",
         )
         parser.add_argument(
             "--no-activate", action="store_true", help="register as a candidate only"
